@@ -1,0 +1,53 @@
+"""Every hook of ccms-addon. The docstrings below are the documentation of the hooks.
+
+Built-in platform adapters (``ccms_addon.plugins.shopify``, ``.cafe24``, ``.woocommerce``) implement
+these exactly as a third-party plugin would: they are found through the ``ccms_addon`` entry-point group.
+Hook names are snake_case; ``register_*`` hooks return a list; broadcast hooks are in the past tense and
+fire after the change they announce is committed to the store.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("ccms_addon")
+
+
+@hookspec
+def register_platforms():
+    """Return a list of platform adapters this plugin provides.
+
+    Each adapter implements :class:`ccms_addon.platforms.PlatformAdapter`; its ``name`` is the URL
+    segment of its webhook endpoint (``/webhooks/<name>``) and must be unique across all plugins: a
+    second adapter with the same name stops the application at start-up.
+
+    :return: a list of adapter objects (possibly empty)
+    """
+
+
+@hookspec
+def order_synced(shop_id, order_id, platform_order_id, created):
+    """An order was inserted or changed in the VOC store (after the transaction committed).
+
+    Called by the worker once per order a delivery or a fetch changed; an update that lost to a newer
+    version (an out-of-order delivery) does not fire it. Implementations must be quick and idempotent:
+    enqueue a job for anything slow.
+
+    :param shop_id: the shop's id in the store
+    :param order_id: the order's id in the store
+    :param platform_order_id: the order's id on its platform
+    :param created: True when the order was new to the store
+    """
+
+
+@hookspec
+def voc_item_created(shop_id, voc_item_id, kind, channel):
+    """A VOC item (complaint, inquiry, suggestion, praise, claim, want-slip) was recorded.
+
+    Fired after the item and its first VocEvent are committed, whatever the channel it came in by.
+
+    :param shop_id: the shop's id in the store
+    :param voc_item_id: the item's id in the store
+    :param kind: a :class:`ccms_addon.store.models.VocKind` value
+    :param channel: a :class:`ccms_addon.store.models.VocChannel` value
+    """
