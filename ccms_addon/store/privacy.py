@@ -1,0 +1,168 @@
+"""Data-subject requests and the shop's lifecycle: export, customer redaction, shop redaction,
+uninstall. Each function works inside the caller's transaction and touches one shop only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from ccms_addon.crypto import SecretBox
+from ccms_addon.store.models import (Customer, DeliveryStatus, Order, OrderLine, PrivacyRequest,
+                                     PrivacyRequestKind, Refund, Shop, ShopStatus, VocEvent,
+                                     VocItem, WebhookDelivery, utcnow)
+
+#: what replaces a customer's own words in a redacted VOC item
+REDACTED_TEXT = "[redacted]"
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _matching_customers(session: Session, shop_id: int, platform_ids: Sequence[str],
+                        emails: Sequence[str]) -> list[Customer]:
+    conditions = []
+    if platform_ids:
+        conditions.append(Customer.platform_customer_id.in_(list(platform_ids)))
+    if emails:
+        conditions.append(Customer.email.in_([e.lower() for e in emails] + list(emails)))
+    if not conditions:
+        return []
+    return list(session.scalars(select(Customer).where(Customer.shop_id == shop_id,
+                                                       or_(*conditions))))
+
+
+def _matching_orders(session: Session, shop_id: int, customer_ids: Sequence[int],
+                     emails: Sequence[str], platform_order_ids: Sequence[str]) -> list[Order]:
+    conditions = []
+    if customer_ids:
+        conditions.append(Order.customer_id.in_(list(customer_ids)))
+    if emails:
+        conditions.append(Order.email.in_(list(emails)))
+    if platform_order_ids:
+        conditions.append(Order.platform_order_id.in_(list(platform_order_ids)))
+    if not conditions:
+        return []
+    return list(session.scalars(select(Order).where(Order.shop_id == shop_id, or_(*conditions))))
+
+
+def export_customer_data(session: Session, box: SecretBox, shop_id: int, *,
+                         platform_request_id: str | None, platform_customer_id: str | None,
+                         email: str | None, platform_order_ids: Sequence[str] = ()) -> PrivacyRequest:
+    """Everything we hold on one customer, stored encrypted for the merchant to hand over."""
+    customers = _matching_customers(session, shop_id, [platform_customer_id] if platform_customer_id
+                                    else [], [email] if email else [])
+    emails = [e for e in {email, *(c.email for c in customers)} if e]
+    orders = _matching_orders(session, shop_id, [c.id for c in customers], emails, platform_order_ids)
+    voc_items = list(session.scalars(select(VocItem).where(
+        VocItem.shop_id == shop_id,
+        or_(VocItem.customer_id.in_([c.id for c in customers] or [-1]),
+            VocItem.contact_email.in_(emails or [""]),
+            VocItem.order_id.in_([o.id for o in orders] or [-1])))))
+    export = {
+        "customers": [dict(platform_customer_id=c.platform_customer_id, email=c.email, name=c.name,
+                           phone=c.phone) for c in customers],
+        "orders": [dict(platform_order_id=o.platform_order_id, number=o.number, email=o.email,
+                        phone=o.phone, customer_name=o.customer_name, currency=o.currency,
+                        total=str(o.total), placed_at=o.placed_at,
+                        lines=[dict(title=li.title, quantity=li.quantity) for li in o.lines])
+                   for o in orders],
+        "voc_items": [dict(reference=v.reference, kind=v.kind.value, body=v.body,
+                           created_at=v.created_at) for v in voc_items],
+    }
+    request = PrivacyRequest(
+        shop_id=shop_id, kind=PrivacyRequestKind.DATA_REQUEST,
+        platform_request_id=platform_request_id,
+        subject=dict(platform_customer_id=platform_customer_id,
+                     platform_order_ids=list(platform_order_ids)),
+        export_encrypted=box.encrypt(json.dumps(export, default=_json_default)),
+        completed_at=utcnow())
+    session.add(request)
+    return request
+
+
+def redact_customers(session: Session, shop_id: int, *, platform_customer_ids: Sequence[str] = (),
+                     emails: Sequence[str] = (), platform_order_ids: Sequence[str] = ()) -> int:
+    """Erase the personal data of customers (and of the named orders) everywhere we keep it:
+    customer rows, order contacts, VOC items and the raw webhook bodies that mention them.
+    Returns how many rows were touched."""
+    now = utcnow()
+    customers = _matching_customers(session, shop_id, platform_customer_ids, emails)
+    all_emails = [e for e in {*emails, *(c.email for c in customers)} if e]
+    orders = _matching_orders(session, shop_id, [c.id for c in customers], all_emails,
+                              platform_order_ids)
+    touched = 0
+    for customer in customers:
+        customer.email = customer.name = customer.phone = None
+        customer.redacted_at = now
+        touched += 1
+    for order in orders:
+        order.email = order.phone = order.customer_name = None
+        touched += 1
+    voc_filter = or_(VocItem.customer_id.in_([c.id for c in customers] or [-1]),
+                     VocItem.contact_email.in_(all_emails or [""]),
+                     VocItem.order_id.in_([o.id for o in orders] or [-1]))
+    touched += session.execute(update(VocItem).where(VocItem.shop_id == shop_id, voc_filter).values(
+        body=REDACTED_TEXT, contact_name=None, contact_email=None, contact_phone=None)).rowcount
+    needles = [n.encode() for n in (*all_emails, *(c.platform_customer_id for c in customers),
+                                    *(o.platform_order_id for o in orders)) if n]
+    touched += _blank_delivery_bodies(session, shop_id, needles)
+    session.add(PrivacyRequest(
+        shop_id=shop_id, kind=PrivacyRequestKind.CUSTOMER_REDACT,
+        subject=dict(platform_customer_ids=list(platform_customer_ids),
+                     platform_order_ids=list(platform_order_ids), customers=len(customers),
+                     orders=len(orders)),
+        completed_at=now))
+    return touched
+
+
+def _blank_delivery_bodies(session: Session, shop_id: int, needles: list[bytes],
+                           batch: int = 500) -> int:
+    """Raw payloads of finished deliveries that mention the subject are emptied (kept as a record)."""
+    if not needles:
+        return 0
+    blanked, last_id = 0, 0
+    final = [DeliveryStatus.PROCESSED, DeliveryStatus.IGNORED, DeliveryStatus.FAILED]
+    while True:
+        rows = session.execute(select(WebhookDelivery.id, WebhookDelivery.body).where(
+            WebhookDelivery.shop_id == shop_id, WebhookDelivery.id > last_id,
+            WebhookDelivery.status.in_(final)).order_by(WebhookDelivery.id).limit(batch)).all()
+        if not rows:
+            return blanked
+        last_id = rows[-1].id
+        hits = [r.id for r in rows if any(n in r.body for n in needles)]
+        if hits:
+            session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(hits))
+                            .values(body=b""))
+            blanked += len(hits)
+
+
+def redact_shop(session: Session, shop_id: int, keep_delivery_id: int | None = None) -> None:
+    """Delete every row the shop owns; the shop row stays, uninstalled and without secrets, so a
+    later reinstall starts clean and late deliveries are still recognised."""
+    for model in (VocEvent, VocItem, Refund, OrderLine, Order, Customer):
+        session.execute(delete(model).where(model.shop_id == shop_id))
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.shop_id == shop_id,
+                                                  WebhookDelivery.id != (keep_delivery_id or -1)))
+    session.execute(delete(PrivacyRequest).where(PrivacyRequest.shop_id == shop_id))
+    uninstall_shop(session, shop_id)
+    session.add(PrivacyRequest(shop_id=shop_id, kind=PrivacyRequestKind.SHOP_REDACT, subject={},
+                               completed_at=utcnow()))
+
+
+def uninstall_shop(session: Session, shop_id: int) -> None:
+    """The merchant removed the app: its access credentials are void and are dropped at once."""
+    shop = session.get(Shop, shop_id)
+    if shop is None:
+        return
+    if shop.status is not ShopStatus.UNINSTALLED:
+        shop.status = ShopStatus.UNINSTALLED
+        shop.uninstalled_at = utcnow()
+    shop.credentials_encrypted = None
