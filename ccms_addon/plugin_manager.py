@@ -47,13 +47,20 @@ def get_plugin_manager(extra_plugins: Iterable[object] = (), *, load_entry_point
     return pm
 
 
+#: what an adapter must provide (the Protocol's members)
+_ADAPTER_MEMBERS = sorted(m for m in dir(PlatformAdapter)
+                          if not m.startswith("_") and m not in dir(object)) + ["name"]
+
+
 def platform_registry(pm: pluggy.PluginManager) -> dict[str, PlatformAdapter]:
     """Every adapter by name. Raises :class:`DuplicatePlatformError` on a name clash."""
     registry: dict[str, PlatformAdapter] = {}
     for adapters in pm.hook.register_platforms():
         for adapter in adapters or ():
-            if not isinstance(adapter, PlatformAdapter):
-                raise TypeError(f"{adapter!r} does not implement PlatformAdapter")
+            missing = [m for m in _ADAPTER_MEMBERS if not hasattr(adapter, m)]
+            if missing:
+                raise TypeError(f"{type(adapter).__name__} does not implement PlatformAdapter: "
+                                f"missing {', '.join(missing)}")
             if adapter.name in registry:
                 raise DuplicatePlatformError(f"two adapters are named {adapter.name!r}")
             registry[adapter.name] = adapter

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from flask import current_app, g, request
 from flask_smorest import Blueprint, abort
+from marshmallow import RAISE
 
 from ccms_addon.api.schemas import OrderListArgsSchema, OrderPageSchema, OrderSchema
 from ccms_addon.store import repository
@@ -44,7 +45,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 @bp.get("/orders")
-@bp.arguments(OrderListArgsSchema, location="query")
+@bp.arguments(OrderListArgsSchema, location="query", unknown=RAISE)
 @bp.response(200, OrderPageSchema)
 @bp.alt_response(401, description="Missing or invalid token")
 def list_orders(args):

@@ -14,7 +14,7 @@ from datetime import timedelta
 from ccms_addon.platforms import (AppUninstalled, CustomerChanged, CustomerDataRequested,
                                   CustomerRedactRequested, CustomersNeedFetch, OrderChanged,
                                   OrdersNeedFetch, PayloadInvalidError, PlatformAdapter,
-                                  PlatformAuthError, PlatformUnavailableError, RefundCreated,
+                                  PlatformError, PlatformUnavailableError, RefundCreated,
                                   ShopContext, ShopRedactRequested, UnknownTopicError)
 from ccms_addon.runtime import Runtime, current
 from ccms_addon.store import privacy, repository
@@ -132,9 +132,8 @@ class DeliveryProcessor:
                 if outcome.fetch_customers else []
         except PlatformUnavailableError as exc:
             return self._record_failure(delivery_id, str(exc), retry=True)
-        except (PlatformAuthError, KeyError) as exc:  # KeyError: credentials lack a needed key
-            return self._record_failure(delivery_id, f"platform refused or no credentials: {exc}",
-                                        retry=False)
+        except (PlatformError, KeyError) as exc:  # KeyError: credentials lack a needed key
+            return self._record_failure(delivery_id, f"{type(exc).__name__}: {exc}", retry=False)
         with self.runtime.db.session() as session:
             delivery = session.get(WebhookDelivery, delivery_id)
             if delivery is None or delivery.status in FINAL_STATES:

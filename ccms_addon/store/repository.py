@@ -131,7 +131,7 @@ def customer_ids(session: Session, shop_id: int, platform_ids: Sequence[str]) ->
     for chunk in _chunks(list(platform_ids)):
         found.update(session.execute(
             select(Customer.platform_customer_id, Customer.id)
-            .where(Customer.shop_id == shop_id, Customer.platform_customer_id.in_(chunk))).tuples())
+            .where(Customer.shop_id == shop_id, Customer.platform_customer_id.in_(chunk))).all())
     return found
 
 

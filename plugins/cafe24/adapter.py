@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from marshmallow import Schema, ValidationError
 
@@ -63,6 +63,8 @@ DEFAULT_API_BASE_URL = "https://{domain}.cafe24api.com"
 DEFAULT_API_VERSION = "2026-03-01"
 #: order ids per ``GET /api/v2/admin/orders`` (the endpoint takes a comma list, up to 1000 results)
 ORDERS_PER_CALL = 100
+#: host names of a mall, whose first label is the mall id
+MALL_HOST_SUFFIXES = (".cafe24.com", ".cafe24api.com")
 #: the currency of a 90160 return, which names none: Cafe24 is a Korean platform
 DEFAULT_CURRENCY = "KRW"
 
@@ -323,6 +325,18 @@ class Cafe24Adapter:
         self._max_retries = max_retries
         self._sleep = sleep
 
+    # -- shop registration and replay -------------------------------------------------------------
+
+    def canonical_shop_domain(self, value: str) -> str:
+        """The mall id of ``value``: a mall id, or a ``{mall}.cafe24.com`` / ``cafe24api.com`` URL."""
+        return canonical_mall_id(value)
+
+    def delivery_headers(self, body: bytes, *, shop_domain: str, topic: str | None,
+                         secret: str) -> dict[str, str]:
+        """What Cafe24 sends with ``body``: the webhook key as-is. The body names its own event and
+        mall, so ``topic`` and ``shop_domain`` add nothing to the headers."""
+        return {"Content-Type": "application/json", API_KEY_HEADER: secret}
+
     # -- webhook ingress -------------------------------------------------------------------------
 
     def is_ping(self, request: WebhookRequest) -> bool:
@@ -451,6 +465,25 @@ class Cafe24Adapter:
     @staticmethod
     def _shop_no(shop: ShopContext) -> str:
         return str(shop.settings.get("shop_no", "1"))
+
+
+def canonical_mall_id(value: str) -> str:
+    """``"CafE24BestShop"``, ``"https://cafe24bestshop.cafe24.com/"`` → ``"cafe24bestshop"``.
+
+    Raises ``ValueError`` naming the expected form when ``value`` is not a mall id.
+    """
+    try:
+        host = urlsplit(value.strip() if "//" in value else "//" + value.strip()).hostname or ""
+    except ValueError:
+        host = ""
+    for suffix in MALL_HOST_SUFFIXES:
+        if host.endswith(suffix):
+            host = host[: -len(suffix)]
+            break
+    if not schemas.MALL_ID_RE.fullmatch(host):
+        raise ValueError(f"{value!r} is not a Cafe24 mall id: lower-case letters and digits, "
+                         "e.g. 'cafe24bestshop' (or its https://cafe24bestshop.cafe24.com address)")
+    return host
 
 
 def parse_allowed_ips(value: str | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -17,9 +17,12 @@ import binascii
 import hashlib
 import hmac
 import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from marshmallow import Schema, ValidationError
 
@@ -38,6 +41,7 @@ from ccms_addon.platforms import (
     OrderRecord,
     OrdersNeedFetch,
     PayloadInvalidError,
+    PlatformUnavailableError,
     RefundCreated,
     RefundRecord,
     ShopContext,
@@ -48,13 +52,15 @@ from ccms_addon.platforms import (
 )
 
 from . import schemas
-from .client import ShopifyAdminClient
+from .client import DEFAULT_API_VERSION, ShopifyAdminClient
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
 SHOP_DOMAIN_HEADER = "X-Shopify-Shop-Domain"
 WEBHOOK_ID_HEADER = "X-Shopify-Webhook-Id"
 TRIGGERED_AT_HEADER = "X-Shopify-Triggered-At"
+API_VERSION_HEADER = "X-Shopify-API-Version"
+EVENT_ID_HEADER = "X-Shopify-Event-Id"
 
 SHOP_DOMAIN_RE = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 TOPIC_RE = re.compile(r"^[a-z0-9_]+(?:/[a-z0-9_]+)+$")
@@ -102,6 +108,35 @@ class ShopifyAdapter:
             "customers/data_request": self._data_requested,
             "customers/redact": self._customer_redact,
             "shop/redact": lambda body: [ShopRedactRequested()],
+        }
+
+    # ---- shop registration and replay ----------------------------------------------------------
+
+    def canonical_shop_domain(self, value: str) -> str:
+        """``https://My-Shop.myshopify.com/`` → ``my-shop.myshopify.com``, the form webhooks name."""
+        text = value.strip()
+        host = (urlsplit(text).hostname or "") if "://" in text else text.split("/", 1)[0]
+        domain = host.lower()
+        if not SHOP_DOMAIN_RE.fullmatch(domain):
+            raise ValueError(f"{value!r} is not a Shopify shop domain: give its permanent "
+                             "myshopify.com domain, e.g. my-shop.myshopify.com")
+        return domain
+
+    def delivery_headers(self, body: bytes, *, shop_domain: str, topic: str | None,
+                         secret: str) -> dict[str, str]:
+        """The headers Shopify sends with ``body``; a fresh webhook and event id per call, as there."""
+        if not topic:
+            raise ValueError("a Shopify delivery needs a topic such as 'orders/updated'")
+        signature = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
+        return {
+            "Content-Type": "application/json",
+            TOPIC_HEADER: topic,
+            HMAC_HEADER: base64.b64encode(signature).decode("ascii"),
+            SHOP_DOMAIN_HEADER: self.canonical_shop_domain(shop_domain),
+            API_VERSION_HEADER: DEFAULT_API_VERSION,
+            WEBHOOK_ID_HEADER: str(uuid.uuid4()),
+            TRIGGERED_AT_HEADER: datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            EVENT_ID_HEADER: str(uuid.uuid4()),
         }
 
     # ---- the request path: is_ping → shop_domain → webhook_secrets → verify → delivery ----------
@@ -169,14 +204,13 @@ class ShopifyAdapter:
     def fetch_orders(self, shop: ShopContext, platform_order_ids: Sequence[str]) -> list[OrderRecord]:
         with ShopifyAdminClient.for_shop(shop) as client:
             orders = client.orders(platform_order_ids)
-        return [order_record(_load(_ORDER, order, "orders.json order")) for order in orders]
+        return [_fetched(_ORDER, order, order_record) for order in orders]
 
     def fetch_customers(self, shop: ShopContext,
                         platform_customer_ids: Sequence[str]) -> list[CustomerRecord]:
         with ShopifyAdminClient.for_shop(shop) as client:
             customers = client.customers(platform_customer_ids)
-        return [customer_record(_load(_CUSTOMER, customer, "customers.json customer"))
-                for customer in customers]
+        return [_fetched(_CUSTOMER, customer, customer_record) for customer in customers]
 
     # ---- one normalizer per payload shape -------------------------------------------------------
 
@@ -222,6 +256,15 @@ class ShopifyAdapter:
             emails=(customer["email"],) if customer["email"] else (),
             platform_order_ids=tuple(request["orders_to_redact"]),
         )]
+
+
+def _fetched(schema: Schema, data: Any, build: Callable[[dict[str, Any]], Any]) -> Any:
+    """A record from one admin API resource. One that does not load is reported as the platform being
+    unavailable: the fetch contract has no other error, and the worker's retries are bounded."""
+    try:
+        return build(_load(schema, data, "admin API resource"))
+    except PayloadInvalidError as exc:
+        raise PlatformUnavailableError(f"Shopify answered an unexpected shape: {exc}") from None
 
 
 def _load(schema: Schema, data: Any, what: str) -> dict[str, Any]:

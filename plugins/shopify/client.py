@@ -20,7 +20,6 @@ import requests
 from ccms_addon.platforms import (
     PayloadInvalidError,
     PlatformAuthError,
-    PlatformError,
     PlatformUnavailableError,
     ShopContext,
     load_json,
@@ -139,7 +138,9 @@ class ShopifyAdminClient:
         if status in (402, 423):
             # 402: the shop is frozen (unpaid bill); 423: the shop is locked. Both end on Shopify's side.
             raise PlatformUnavailableError(f"Shopify shop unavailable ({status}) for {path}")
-        raise PlatformError(f"Shopify answered {status} for {path}")
+        # 3xx/404/406/422…: not transient, but the fetch contract's only other error means "stop";
+        # the worker's retries are bounded, and the status is kept in the delivery's error.
+        raise PlatformUnavailableError(f"Shopify answered an unexpected {status} for {path}")
 
 
 def retry_after_seconds(value: str | None) -> float:

@@ -20,10 +20,10 @@ import hashlib
 import hmac
 import html
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
+from secrets import token_hex
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -123,7 +123,7 @@ class WooCommerceAdapter:
             "X-WC-Webhook-Event": event,
             SIGNATURE_HEADER: _sign(secret.encode("utf-8"), body).decode("ascii"),
             "X-WC-Webhook-ID": REPLAY_WEBHOOK_ID,
-            "X-WC-Webhook-Delivery-ID": secrets.token_hex(16),
+            "X-WC-Webhook-Delivery-ID": token_hex(16),
         }
 
     def is_ping(self, request: WebhookRequest) -> bool:

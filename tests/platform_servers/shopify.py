@@ -26,8 +26,9 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
-#: Shopify's REST bucket on a standard plan
+#: Shopify's REST bucket on a standard plan: 40 requests, leaking 2 per second
 BUCKET_SIZE = 40
+LEAK_PER_SECOND = 2.0
 MAX_LIMIT = 250
 API_VERSION_RE = re.compile(r"^\d{4}-\d{2}$")
 INVALID_TOKEN = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
@@ -57,8 +58,18 @@ class ShopifyAdminState:
     delay: float = 0.0
     #: every request received: {"path", "args", "headers"}
     requests: list[dict[str, Any]] = field(default_factory=list)
-    calls: int = 0
+    #: the leaky bucket: requests in it and when it last leaked
+    bucket: float = 0.0
+    leaked_at: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pour(self) -> int:
+        """Count one request into the bucket; returns how full it is."""
+        now = time.monotonic()
+        self.bucket = max(0.0, self.bucket - (now - self.leaked_at) * LEAK_PER_SECOND)
+        self.leaked_at = now
+        self.bucket = min(self.bucket + 1, BUCKET_SIZE)
+        return max(1, int(self.bucket))
 
 
 def _resource(raw: bytes) -> _Resource:
@@ -71,23 +82,23 @@ def create_app(state: ShopifyAdminState) -> Flask:
     """The Flask app serving ``state``."""
     app = Flask(__name__)
 
-    def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-        response = Response(payload, status=status, mimetype="application/json")
-        response.headers["X-Shopify-Shop-Api-Call-Limit"] = f"{min(state.calls, BUCKET_SIZE)}/{BUCKET_SIZE}"
-        for name, value in (headers or {}).items():
-            response.headers[name] = value
-        return response
-
     @app.get("/admin/api/<version>/<resource>.json")
     def listing(version: str, resource: str) -> Response:
         with state.lock:
-            state.calls += 1
+            used = state.pour()
             state.requests.append({"path": request.path, "args": request.args.to_dict(),
                                    "headers": dict(request.headers)})
             failure = state.failures.popleft() if state.failures else None
         if state.delay:
             time.sleep(state.delay)
+
+        def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            response = Response(payload, status=status, mimetype="application/json")
+            response.headers["X-Shopify-Shop-Api-Call-Limit"] = f"{used}/{BUCKET_SIZE}"
+            response.headers.update(headers or {})
+            return response
+
         if not API_VERSION_RE.match(version) or resource not in ("orders", "customers"):
             return answer({"errors": "Not Found"}, 404)
         if request.headers.get("X-Shopify-Access-Token") != state.access_token:
@@ -95,18 +106,20 @@ def create_app(state: ShopifyAdminState) -> Flask:
         if failure is not None:
             status, retry_after = failure
             if status == 429:
-                state.calls = BUCKET_SIZE
+                used = BUCKET_SIZE  # throttled: the bucket is full
                 return answer(THROTTLED, 429, {"Retry-After": retry_after} if retry_after else None)
             return answer({"errors": "Service Unavailable"}, status)
-        return answer(_listing(state, resource))
+        limit = request.args.get("limit", "50")
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            return answer({"errors": {"limit": ["must be between 1 and 250"]}}, 400)
+        return answer(_listing(state, resource, int(limit)))
 
     return app
 
 
-def _listing(state: ShopifyAdminState, resource: str) -> bytes:
+def _listing(state: ShopifyAdminState, resource: str, limit: int) -> bytes:
     items = state.orders if resource == "orders" else state.customers
     ids = [i for i in request.args.get("ids", "").split(",") if i]
-    limit = min(int(request.args.get("limit", "50") or 50), MAX_LIMIT)
     selected = [items[i] for i in dict.fromkeys(ids) if i in items] if ids else list(items.values())
     if resource == "orders" and request.args.get("status", "open") == "open":
         selected = [item for item in selected if item.is_open]

@@ -5,7 +5,8 @@ It speaks what the REST API docs document and the adapter relies on: ``GET /wp-j
 default ``customer``); HTTP Basic auth with the consumer key and secret; ``X-WP-Total`` and
 ``X-WP-TotalPages`` headers; errors as ``{"code", "message", "data": {"status"}}``. Trashed orders are
 not listed (the default ``status=any`` leaves them out). Tests fill ``orders``/``customers`` with
-:func:`make_order`/:func:`make_customer` and may make the first N requests fail with 429 or 503.
+:func:`make_order`/:func:`make_customer`, may make the next N requests fail (429, 503), cap the page
+size below ``per_page`` to force pagination, or delay answers to provoke read timeouts.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def _error(code: str, message: str, status: int) -> tuple[Response, int]:
 def serve(site: FakeWooCommerce) -> Iterator[str]:
     """Run the imitation on 127.0.0.1 on a free port in a thread; yields its base URL (the site URL)."""
     server = make_server("127.0.0.1", 0, create_app(site), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

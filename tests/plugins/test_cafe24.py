@@ -233,6 +233,27 @@ def test_sender_allowed(adapter: Cafe24Adapter) -> None:
         adapter.sender_allowed(request, {"allowed_ips": "203.0.113.7, not-an-ip"})
 
 
+def test_delivery_headers_verify(adapter: Cafe24Adapter) -> None:
+    body = read_sample("cafe24", "order-created-90023")
+    headers = adapter.delivery_headers(body, shop_domain="cafe24bestshop", topic=None, secret=KEY)
+    assert headers == {"Content-Type": "application/json", "X-API-Key": KEY}
+    request = WebhookRequest.build(headers, body)
+    assert adapter.verify(request, adapter.webhook_secrets({"webhook_key": KEY}, None))
+
+
+@pytest.mark.parametrize("value", ["cafe24bestshop", "CafE24BestShop", " cafe24bestshop ",
+                                   "https://cafe24bestshop.cafe24.com/", "cafe24bestshop.cafe24api.com"])
+def test_canonical_shop_domain(adapter: Cafe24Adapter, value: str) -> None:
+    assert adapter.canonical_shop_domain(value) == "cafe24bestshop"
+
+
+@pytest.mark.parametrize("value", ["", "bad mall", "shop_1", "https://evil.example/cafe24bestshop",
+                                   "cafe24bestshop.cafe24.com.evil.example", "x" * 40, "[::1"])
+def test_canonical_shop_domain_rejects(adapter: Cafe24Adapter, value: str) -> None:
+    with pytest.raises(ValueError, match="not a Cafe24 mall id"):
+        adapter.canonical_shop_domain(value)
+
+
 # --------------------------------------------------------------------------------------------------
 # Delivery identity
 # --------------------------------------------------------------------------------------------------
@@ -306,13 +327,13 @@ def test_malformed_deliveries(adapter: Cafe24Adapter, body: bytes, message: str)
     ("90023", wrapped(90023, order_id="1", order_date="2020-07-17T15:28:14+09:00",
                       order_price_amount="abc"), "order_price_amount"),
     ("90023", wrapped(90023, order_id="1", order_date="2020-07-17T15:28:14+09:00",
-                      order_price_amount=1.5), "order_price_amount"),
+                      order_price_amount=True), "order_price_amount"),
     ("90023", wrapped(90023, order_id=["1"], order_date="2020-07-17T15:28:14+09:00",
                       order_price_amount="1"), "order_id"),
     ("90071", wrapped(90071, order_id=" , ,"), "order_id"),
     ("90071", wrapped(90071), "order_id"),
     ("90160", wrapped(90160, order_id="1", claim_code="C1", refund_amount="NaN"), "refund_amount"),
-    ("90160", wrapped(90160, order_id="1", claim_code="C1", refund_amount="1", currency="won"),
+    ("90160", wrapped(90160, order_id="1", claim_code="C1", refund_amount="1", currency="KRWX"),
      "currency"),
     ("90032", wrapped(90032, name="Jake"), "member_id"),
     ("90080", wrapped(90080, diff_key="name"), "member_id"),

@@ -1,0 +1,67 @@
+"""Recording a voice of the customer: the one way a VOC item comes into the store, whatever the
+channel (widget, follow-up, platform, staff…). Later surfaces call this; they never insert rows
+themselves, so every item gets a reference number, a first timeline event and the broadcast hook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from ccms_addon.runtime import Runtime
+from ccms_addon.store.models import VocChannel, VocEvent, VocItem, VocKind, VocStatus, utcnow
+
+#: how often a reference number clash (two items at the same instant) is retried
+REFERENCE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class NewVocItem:
+    kind: VocKind
+    channel: VocChannel
+    body: str
+    actor: str
+    subject: str | None = None
+    locale: str | None = None
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = None
+    order_id: int | None = None
+    customer_id: int | None = None
+
+
+def reference_for(year: int, sequence: int) -> str:
+    """The number shown to the customer, e.g. ``VOC-2026-000123``."""
+    return f"VOC-{year}-{sequence:06d}"
+
+
+def record_voc_item(runtime: Runtime, shop_id: int, new: NewVocItem) -> VocItem:
+    """Store the item with its ``received`` event, then fire ``voc_item_created``."""
+    for _ in range(REFERENCE_ATTEMPTS):
+        try:
+            with runtime.db.session() as session:
+                now = utcnow()
+                prefix = f"VOC-{now.year}-"
+                count = session.scalar(select(func.count()).select_from(VocItem).where(
+                    VocItem.shop_id == shop_id, VocItem.reference.like(prefix + "%")))
+                item = VocItem(shop_id=shop_id, reference=reference_for(now.year, count + 1),
+                               kind=new.kind, channel=new.channel, status=VocStatus.RECEIVED,
+                               subject=new.subject, body=new.body, locale=new.locale,
+                               contact_name=new.contact_name, contact_email=new.contact_email,
+                               contact_phone=new.contact_phone, order_id=new.order_id,
+                               customer_id=new.customer_id, created_at=now, updated_at=now)
+                session.add(item)
+                session.flush()
+                session.add(VocEvent(shop_id=shop_id, voc_item_id=item.id, type="received",
+                                     to_status=VocStatus.RECEIVED.value, actor=new.actor,
+                                     data={"channel": new.channel.value}, created_at=now))
+            break
+        except IntegrityError:
+            continue
+    else:
+        raise RuntimeError("could not allocate a VOC reference number")
+    runtime.pm.hook.voc_item_created(shop_id=shop_id, voc_item_id=item.id, kind=item.kind.value,
+                                     channel=item.channel.value)
+    return item
