@@ -265,7 +265,8 @@ class PlatformAdapter(Protocol):
     """What a platform plugin returns from ``register_platforms``.
 
     The webhook ingress calls, in this order and nothing else on the request path:
-    ``is_ping`` → ``shop_domain`` → ``webhook_secrets`` → ``verify`` → ``delivery``.
+    ``is_ping`` → ``shop_domain`` → ``sender_allowed`` → ``webhook_secrets`` → ``verify`` →
+    ``delivery``.
     The worker calls ``normalize`` and, for ``OrdersNeedFetch``, ``fetch_orders``.
     """
 
@@ -290,6 +291,10 @@ class PlatformAdapter(Protocol):
 
         Raise ``PayloadInvalidError`` when the request does not name one.
         """
+
+    def sender_allowed(self, request: WebhookRequest, settings: Mapping[str, str]) -> bool:
+        """False when the sender's address is outside the platform's published range (an
+        allow-list the merchant configured); True where the platform has none."""
 
     def webhook_secrets(self, settings: Mapping[str, str], shop_secret: str | None) -> list[str]:
         """The secrets a delivery may be signed with, newest first.

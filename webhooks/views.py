@@ -46,9 +46,10 @@ def receive(platform: str):
         return _unavailable()
     if shop is None:
         return error_response(404, "unknown_shop", "This shop has not installed the add-on.")
-    secrets = adapter.webhook_secrets(runtime.settings.platform_settings(platform),
-                                      shop.webhook_secret)
-    if not secrets or not adapter.verify(incoming, secrets):
+    settings = runtime.settings.platform_settings(platform)
+    secrets = adapter.webhook_secrets(settings, shop.webhook_secret)
+    if not (secrets and adapter.sender_allowed(incoming, settings)
+            and adapter.verify(incoming, secrets)):
         return error_response(401, "invalid_signature", "The delivery's signature is missing or wrong.")
     try:
         delivery = adapter.delivery(incoming)

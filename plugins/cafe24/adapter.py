@@ -357,7 +357,10 @@ class Cafe24Adapter:
         return [key] if key else []
 
     def verify(self, request: WebhookRequest, secrets: Sequence[str]) -> bool:
-        """True when ``X-API-Key`` equals one of the secrets (constant-time; no body signature exists)."""
+        """True when ``X-API-Key`` equals one of the secrets, compared in constant time.
+
+        Cafe24 signs nothing: the key itself is the only proof of origin.
+        """
         sent = request.headers.get(API_KEY_HEADER)
         if not sent:
             return False
@@ -494,5 +497,6 @@ def parse_allowed_ips(value: str | None) -> list[ipaddress.IPv4Network | ipaddre
             try:
                 networks.append(ipaddress.ip_network(entry.strip(), strict=False))
             except ValueError:
-                raise ValueError(f"allowed_ips: {entry.strip()!r} is not an IP address or network") from None
+                raise ValueError(
+                    f"allowed_ips: {entry.strip()!r} is not an IP address or network") from None
     return networks

@@ -137,7 +137,8 @@ class Cafe24Client:
         if status == 404:
             return None
         if status in (401, 403):
-            raise PlatformAuthError(f"Cafe24 refused the access token for {path}: {_error_text(response)}")
+            raise PlatformAuthError(
+                f"Cafe24 refused the access token for {path}: {_error_text(response)}")
         if status == 429:
             raise PlatformUnavailableError(
                 f"Cafe24 API rate limit on {path}: still 429 after {self.max_retries} retries")

@@ -145,6 +145,10 @@ class ShopifyAdapter:
         """Shopify sends no liveness probe."""
         return False
 
+    def sender_allowed(self, request: WebhookRequest, settings: Mapping[str, str]) -> bool:
+        """Shopify publishes no sender range: the HMAC is the proof."""
+        return True
+
     def shop_domain(self, request: WebhookRequest) -> str:
         domain = (request.headers.get(SHOP_DOMAIN_HEADER) or "").strip().lower()
         if not SHOP_DOMAIN_RE.fullmatch(domain):

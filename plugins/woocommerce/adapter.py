@@ -106,6 +106,7 @@ class WooCommerceAdapter:
     # -- webhook ingress ---------------------------------------------------------------------------
 
     def canonical_shop_domain(self, value: str) -> str:
+        """A WooCommerce shop is its site URL: see :func:`canonical_site_url`."""
         return canonical_site_url(value)
 
     def delivery_headers(self, body: bytes, *, shop_domain: str, topic: str | None,
@@ -117,7 +118,7 @@ class WooCommerceAdapter:
         return {
             "Content-Type": "application/json",
             "User-Agent": REPLAY_USER_AGENT,
-            SOURCE_HEADER: canonical_site_url(shop_domain) + "/",
+            SOURCE_HEADER: shop_domain.rstrip("/") + "/",  # home_url('/')
             TOPIC_HEADER: topic,
             "X-WC-Webhook-Resource": resource,
             "X-WC-Webhook-Event": event,
@@ -130,6 +131,10 @@ class WooCommerceAdapter:
         """The activation ping: form-encoded ``webhook_id=N``, no topic header; WooCommerce wants 200."""
         return (TOPIC_HEADER not in request.headers
                 and _PING_BODY.fullmatch(request.body) is not None)
+
+    def sender_allowed(self, request: WebhookRequest, settings: Mapping[str, str]) -> bool:
+        """A WooCommerce site sends from wherever it is hosted: the HMAC is the proof."""
+        return True
 
     def shop_domain(self, request: WebhookRequest) -> str:
         source = request.headers.get(SOURCE_HEADER)
@@ -215,7 +220,7 @@ class WooCommerceAdapter:
         key, secret = shop.credentials.get("consumer_key"), shop.credentials.get("consumer_secret")
         if not key or not secret:
             raise PlatformAuthError(f"shop {shop.shop_id} has no WooCommerce consumer key/secret")
-        base = shop.settings.get("api_base_url", "{domain}").format(domain=shop.domain)
+        base = shop.settings.get("api_base_url", "{domain}").replace("{domain}", shop.domain)
         items: list[dict[str, Any]] = []
         with WooCommerceClient(base, key, secret) as client:
             for start in range(0, len(wanted), MAX_PER_PAGE):

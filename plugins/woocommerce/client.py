@@ -41,7 +41,7 @@ USER_AGENT = f"ccms-addon/{__version__}"
 
 
 def retry_after_seconds(value: str | None) -> float:
-    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date), capped at MAX_RETRY_WAIT."""
+    """Seconds a Retry-After asks for (delta-seconds or an HTTP date), capped at MAX_RETRY_WAIT."""
     value = (value or "").strip()
     try:
         seconds = float(value) if value.isdigit() else (
@@ -52,7 +52,7 @@ def retry_after_seconds(value: str | None) -> float:
 
 
 class WooCommerceClient:
-    """Reads collections of one WooCommerce site. Use as a context manager: it owns a requests.Session."""
+    """Reads collections of one WooCommerce site; a context manager, as it owns a requests.Session."""
 
     def __init__(self, base_url: str, consumer_key: str, consumer_secret: str, *,
                  timeout: tuple[float, float] = TIMEOUT,

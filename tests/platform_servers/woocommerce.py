@@ -1,8 +1,8 @@
 """A loopback imitation of the WooCommerce REST API v3 orders and customers collections.
 
-It speaks what the REST API docs document and the adapter relies on: ``GET /wp-json/wc/v3/orders`` and
-``/customers`` with ``include``, ``page``, ``per_page`` (at most 100, default 10) and ``role`` (customers;
-default ``customer``); HTTP Basic auth with the consumer key and secret; ``X-WP-Total`` and
+It speaks what the REST API docs document and the adapter relies on: ``GET /wp-json/wc/v3/orders``
+and ``/customers`` with ``include``, ``page``, ``per_page`` (at most 100, default 10) and ``role``
+(customers; default ``customer``); HTTP Basic auth with the consumer key and secret; ``X-WP-Total`` and
 ``X-WP-TotalPages`` headers; errors as ``{"code", "message", "data": {"status"}}``. Trashed orders are
 not listed (the default ``status=any`` leaves them out). Tests fill ``orders``/``customers`` with
 :func:`make_order`/:func:`make_customer`, may make the next N requests fail (429, 503), cap the page

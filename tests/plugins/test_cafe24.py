@@ -172,7 +172,8 @@ def test_order_created_summary_has_every_header_value(adapter: Cafe24Adapter) ->
 
 
 def test_korean_text_and_delivered_status_survive(adapter: Cafe24Adapter) -> None:
-    [changed, _] = adapter.normalize("90024", read_sample("cafe24", "order-shipping-status-changed-90024"))
+    body = read_sample("cafe24", "order-shipping-status-changed-90024")
+    [changed, _] = adapter.normalize("90024", body)
     assert changed.order.customer_name == "홍길동"
     assert changed.order.fulfillment_status is FulfillmentStatus.DELIVERED
     [changed, _] = adapter.normalize("90027", read_sample("cafe24", "order-return-status-changed-90027"))
@@ -188,7 +189,8 @@ def test_amount_without_decimals_stays_exact(adapter: Cafe24Adapter) -> None:
 
 
 def test_dates_become_utc(adapter: Cafe24Adapter) -> None:
-    [changed, _] = adapter.normalize("90026", read_sample("cafe24", "order-cancellation-status-changed-90026"))
+    body = read_sample("cafe24", "order-cancellation-status-changed-90026")
+    [changed, _] = adapter.normalize("90026", body)
     assert changed.order.placed_at == utc(2020, 7, 15, 17, 20, 20)  # 2020-07-16T02:20:20+09:00
     assert changed.order.placed_at.utcoffset() == timedelta(0)
     assert changed.order.updated_at == utc(2020, 7, 17, 6, 24, 7)  # payment_date is the latest
@@ -283,7 +285,8 @@ def test_wrapped_customer_events_are_accepted_too(adapter: Cafe24Adapter) -> Non
     body = json.dumps({"event_no": 90147, "resource": {
         "mall_id": "cafe24bestshop", "event_shop_no": "1", "member_id": "a,b"}}).encode()
     assert adapter.delivery(request_for(body)).topic == "90147"
-    assert adapter.normalize("90147", body) == [CustomerRedactRequested(platform_customer_ids=("a", "b"))]
+    assert adapter.normalize("90147", body) == [
+        CustomerRedactRequested(platform_customer_ids=("a", "b"))]
 
 
 def test_mall_id_is_lower_cased(adapter: Cafe24Adapter) -> None:
@@ -320,7 +323,8 @@ def test_malformed_deliveries(adapter: Cafe24Adapter, body: bytes, message: str)
 
 
 @pytest.mark.parametrize("topic, body, message", [
-    ("90023", wrapped(90023, order_date="2020-07-17T15:28:14+09:00", order_price_amount="1"), "order_id"),
+    ("90023", wrapped(90023, order_date="2020-07-17T15:28:14+09:00", order_price_amount="1"),
+     "order_id"),
     ("90023", wrapped(90023, order_id="1", order_price_amount="1"), "order_date"),
     ("90023", wrapped(90023, order_id="1", order_date="yesterday", order_price_amount="1"), "order_date"),
     ("90023", wrapped(90023, order_id="1", order_date="2020-07-17T15:28:14+09:00"), "order_price_amount"),
@@ -602,6 +606,7 @@ def test_retry_after_seconds(value: str | None, seconds: float) -> None:
 
 
 @pytest.mark.parametrize("value, pause", [
-    (None, 0.0), ("1/40", 0.0), ("35/40", 0.0), ("36/40", 0.5), ("37/40", 1.0), ("40/40", 2.0), ("junk", 0.0)])
+    (None, 0.0), ("1/40", 0.0), ("35/40", 0.0), ("36/40", 0.5), ("37/40", 1.0), ("40/40", 2.0),
+    ("junk", 0.0)])
 def test_call_limit_pause(value: str | None, pause: float) -> None:
     assert call_limit_pause(value) == pause

@@ -148,3 +148,16 @@ def test_store_unreachable_is_503_so_the_platform_retries(client, runtime, shops
         runtime.db.engine = live_engine
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert stored(runtime) == 1
+
+
+def test_cafe24_sender_outside_the_allow_list_is_401(client, runtime, shops):
+    import dataclasses
+    body = read_sample("cafe24", "order-created-90023")
+    headers = signed(runtime, "cafe24", body)
+    platforms = dict(runtime.settings.platforms)
+    platforms["cafe24"] = {**platforms["cafe24"], "allowed_ips": "10.0.0.0/8, 192.0.2.7"}
+    runtime.settings = dataclasses.replace(runtime.settings, platforms=platforms)
+    assert client.post("/webhooks/cafe24", data=body, headers=headers).status_code == 401
+    allowed = client.post("/webhooks/cafe24", data=body, headers=headers,
+                          environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert allowed.status_code == 200

