@@ -177,6 +177,7 @@ def run_loadgen(cfg: dict) -> dict:
 
     while time.time() < start_at:
         time.sleep(min(0.05, max(0.0, start_at - time.time())))
+    cpu_start = time.process_time()
 
     def new_conn() -> _Conn:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -329,6 +330,7 @@ def run_loadgen(cfg: dict) -> dict:
     with open(cfg["latency_file"], "wb") as fh:
         latencies.tofile(fh)
     return {"issued": issued, "unanswered": unanswered, "statuses": statuses, "error_kinds": errors,
+            "cpu_seconds": time.process_time() - cpu_start, "elapsed": time.time() - start_at,
             "window": cfg["duration"], **counts}
 
 
@@ -506,7 +508,7 @@ class Bench:
                 if isinstance(value, dict):
                     for k, v in value.items():
                         merged[key][k] = merged[key].get(k, 0) + v
-                elif key != "window":
+                elif key not in ("window", "elapsed"):
                     merged[key] = merged.get(key, 0) + value
             with open(cfg["latency_file"], "rb") as fh:
                 latencies.frombytes(fh.read())
@@ -515,6 +517,7 @@ class Bench:
         merged["p50"] = _percentile(ordered, 0.50)
         merged["p99"] = _percentile(ordered, 0.99)
         merged["max"] = ordered[-1] if ordered else float("nan")
+        merged["loadgen_cpu"] = merged["cpu_seconds"] / (duration + args.warmup)
         return merged
 
     def measure(self, label: str, port: int, *, rate: float | None = None) -> Result:
@@ -528,7 +531,8 @@ class Bench:
             note = (f" [red]non-2xx {bad} errors {out['error_kinds']} "
                     f"unanswered {out['unanswered']}[/red]")
         self.console.print(f"  {label:<34} {out['rps']:8.0f} req/s  p50 {out['p50'] * 1e3:7.2f} ms  "
-                           f"p99 {out['p99'] * 1e3:7.2f} ms  ({out['completed']} answered){note}")
+                           f"p99 {out['p99'] * 1e3:7.2f} ms  ({out['completed']} answered, "
+                           f"load generator {out['loadgen_cpu']:.0%} of a CPU){note}")
         return Result(label, out["rps"], out["p50"], out["p99"], out)
 
     # ---- stores ----------------------------------------------------------------------------------

@@ -35,8 +35,9 @@ class Inbox:
         self._lock = Lock()
         table = WebhookDelivery.__table__
         insert = postgresql.insert if runtime.db.dialect == "postgresql" else sqlite.insert
+        # RETURNING tells a new row from a copy on every driver (psycopg's rowcount does not).
         self._insert = insert(table).on_conflict_do_nothing(
-            index_elements=["platform", "shop_id", "delivery_id"])
+            index_elements=["platform", "shop_id", "delivery_id"]).returning(table.c.id)
 
     def shop(self, platform: str, domain: str) -> ShopIdentity | None:
         """The shop a delivery is for, whatever its install state (Shopify sends shop/redact to an
@@ -64,4 +65,4 @@ class Inbox:
                    topic=delivery.topic[:100], body=body, occurred_at=delivery.occurred_at,
                    received_at=utcnow(), status=DeliveryStatus.RECEIVED, attempts=0)
         with self.runtime.db.engine.begin() as conn:
-            return conn.execute(self._insert, row).rowcount == 1
+            return conn.execute(self._insert, row).first() is not None

@@ -109,8 +109,10 @@ def redact_customers(session: Session, shop_id: int, *, platform_customer_ids: S
     voc_filter = or_(VocItem.customer_id.in_([c.id for c in customers] or [-1]),
                      VocItem.contact_email.in_(all_emails or [""]),
                      VocItem.order_id.in_([o.id for o in orders] or [-1]))
-    touched += session.execute(update(VocItem).where(VocItem.shop_id == shop_id, voc_filter).values(
-        body=REDACTED_TEXT, contact_name=None, contact_email=None, contact_phone=None)).rowcount
+    touched += len(session.execute(
+        update(VocItem).where(VocItem.shop_id == shop_id, voc_filter)
+        .values(body=REDACTED_TEXT, contact_name=None, contact_email=None, contact_phone=None)
+        .returning(VocItem.id)).all())
     needles = [n.encode() for n in (*all_emails, *(c.platform_customer_id for c in customers),
                                     *(o.platform_order_id for o in orders)) if n]
     touched += _blank_delivery_bodies(session, shop_id, needles)

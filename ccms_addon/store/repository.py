@@ -256,8 +256,8 @@ def record_refunds(session: Session, shop_id: int, refunds: Sequence[RefundRecor
     added = 0
     for chunk in _chunks(rows):
         stmt = _insert(session, Refund).values(list(chunk)).on_conflict_do_nothing(
-            index_elements=["shop_id", "platform_refund_id"])
-        added += session.execute(stmt).rowcount or 0
+            index_elements=["shop_id", "platform_refund_id"]).returning(Refund.__table__.c.id)
+        added += len(session.execute(stmt).all())
     return added
 
 
