@@ -120,7 +120,8 @@ def webhooks() -> None:
 
 
 @webhooks.command("replay")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--url", required=True, help="The add-on's base URL, e.g. http://127.0.0.1:5000")
 @click.option("--platform", required=True)
 @click.option("--shop", "shop_domain", required=True, help="The shop's domain on its platform.")
@@ -128,9 +129,14 @@ def webhooks() -> None:
 @click.option("--secret", envvar="CCMS_REPLAY_SECRET",
               help="Signing secret: the app secret (Shopify), webhook secret (WooCommerce) or "
                    "webhook key (Cafe24). Defaults to the one configured for the platform.")
-def webhooks_replay(file: Path, url: str, platform: str, shop_domain: str, topic: str | None,
-                    secret: str | None) -> None:
-    """Sign a stored payload the way its platform would and POST it to a deployment."""
+def webhooks_replay(files: tuple[Path, ...], url: str, platform: str, shop_domain: str,
+                    topic: str | None, secret: str | None) -> None:
+    """Sign stored payloads the way their platform would and POST them to a deployment.
+
+    Prints one line per file: the HTTP status and the add-on's answer. Exits 1 if any was refused.
+    """
+    from rich.progress import track
+
     runtime = _runtime()
     adapter = runtime.platforms.get(platform)
     if adapter is None:
@@ -140,15 +146,22 @@ def webhooks_replay(file: Path, url: str, platform: str, shop_domain: str, topic
         if not configured:
             raise click.UsageError("no --secret given and none configured for this platform")
         secret = configured[0]
-    body = file.read_bytes()
-    headers = adapter.delivery_headers(body, shop_domain=shop_domain, topic=topic, secret=secret)
-    try:
-        response = requests.post(f"{url.rstrip('/')}/webhooks/{platform}", data=body,
-                                 headers=headers, timeout=10)
-    except requests.RequestException as exc:
-        raise click.ClickException(f"could not reach {url}: {exc}") from None
-    click.echo(f"{response.status_code} {response.text.strip()}")
-    if response.status_code >= 300:
+    endpoint = f"{url.rstrip('/')}/webhooks/{platform}"
+    refused = 0
+    with requests.Session() as http:
+        for file in track(files, description="replaying", console=console,
+                          disable=len(files) < 2):
+            body = file.read_bytes()
+            headers = adapter.delivery_headers(body, shop_domain=shop_domain, topic=topic,
+                                               secret=secret)
+            try:
+                response = http.post(endpoint, data=body, headers=headers, timeout=10)
+            except requests.RequestException as exc:
+                raise click.ClickException(f"could not reach {url}: {exc}") from None
+            refused += response.status_code >= 300
+            click.echo(f"{response.status_code} {response.text.strip()}"
+                       + (f"  {file.name}" if len(files) > 1 else ""))
+    if refused:
         sys.exit(1)
 
 

@@ -51,11 +51,14 @@ UNIQUE = sum(UPDATES_PER_ORDER)
 TOTAL = 1000
 DUPLICATES = TOTAL - UNIQUE
 #: seconds a dispatched delivery is leased before the sweep hands it to RQ again
-SWEEP_AFTER = 3
+SWEEP_AFTER = int(os.environ.get("CHAOS_SWEEP", "3"))
 WORKERS = 2
 POSTERS = 4
 #: bound on waiting for the store to converge once the last delivery was answered
 CONVERGE_TIMEOUT = 90
+#: ``ccms-addon worker`` with the job module imported before RQ forks its work-horses (see below)
+WORKER_COMMAND = [sys.executable, "-c", "import ccms_addon.jobs.pipeline; "
+                  "from ccms_addon.cli import main; main(['worker'])"]
 SEED = 20260301
 BASE_ORDER_ID = 5_100_000_000_000_000_000  # beyond 2^53, as Shopify's ids are
 SHOP_TZ = timezone(timedelta(hours=-5))
@@ -354,8 +357,7 @@ def test_no_accepted_delivery_is_lost_under_chaos(runtime, make_shop, settings, 
     def start_worker() -> None:
         nonlocal started_workers
         started_workers += 1
-        workers.append(processes.start(f"worker-{started_workers}",
-                                       [sys.executable, "-m", "ccms_addon.cli", "worker"], env))
+        workers.append(processes.start(f"worker-{started_workers}", WORKER_COMMAND, env))
 
     def live_workers() -> list[subprocess.Popen]:
         return [w for w in workers if w.poll() is None]
