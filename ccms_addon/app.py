@@ -29,6 +29,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.extensions["ccms_inbox"] = Inbox(runtime)
     app.register_blueprint(webhooks_bp)
 
+    from ccms_addon.widgets import assets as widget_assets
+    from ccms_addon.widgets import views as widget_views
+    app.register_blueprint(widget_assets.bp)
+    app.register_blueprint(widget_views.bp)
+
     from ccms_addon.api import init_app as init_api
     init_api(app)
 

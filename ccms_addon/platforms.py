@@ -260,6 +260,15 @@ def load_json(body: bytes) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WidgetInjection:
+    """How the widget's loader was put on the shop's storefront pages."""
+
+    method: str        # e.g. "theme_app_extension", "script_tag", "wordpress_plugin"
+    reference: str     # the platform-side id (script tag id…) or a short instruction key
+    detail: str = ""   # what the merchant may still have to do, in plain words
+
+
 @runtime_checkable
 class PlatformAdapter(Protocol):
     """What a platform plugin returns from ``register_platforms``.

@@ -109,6 +109,18 @@ class VocStatus(str, enum.Enum):
     CLOSED = "closed"
 
 
+class OutboundStatus(str, enum.Enum):
+    """An outbound message is recorded ``pending`` before any attempt; ``sending`` while a send is
+    under way. A ``sending`` row found by a retry means the outcome is unknown: it is parked as
+    ``unknown`` and never sent again (nothing is ever sent twice)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
 class PrivacyRequestKind(str, enum.Enum):
     DATA_REQUEST = "data_request"
     CUSTOMER_REDACT = "customer_redact"
@@ -328,6 +340,31 @@ class VocEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     item: Mapped[VocItem] = relationship(back_populates="events")
+
+
+class OutboundMessage(Base):
+    """Every message the add-on sends (to a merchant or a shopper), keyed by an idempotency key
+    recorded before the first attempt."""
+
+    __tablename__ = "outbound_messages"
+    __table_args__ = (UniqueConstraint("idempotency_key"),
+                      Index("ix_outbound_messages_shop", "shop_id", "created_at"),
+                      Index("ix_outbound_messages_due", "status", "next_attempt_at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[OutboundStatus] = mapped_column(_enum(OutboundStatus),
+                                                   default=OutboundStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class PrivacyRequest(Base):
