@@ -34,6 +34,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(widget_assets.bp)
     app.register_blueprint(widget_views.bp)
 
+    if runtime.settings.demo:
+        from ccms_addon.demo import DEMO_SHOPS
+        from ccms_addon.widgets import demo as demo_storefront
+        app.config["CCMS_DEMO_SHOPS"] = DEMO_SHOPS
+        app.register_blueprint(demo_storefront.bp)
+
     from ccms_addon.api import init_app as init_api
     init_api(app)
 

@@ -36,6 +36,8 @@ class Settings:
     sweep_after: int = DEFAULT_SWEEP_AFTER
     dispatch_batch: int = DEFAULT_DISPATCH_BATCH
     queue_prefix: str = ""
+    #: serve the demo storefront pages (``ccms-addon demo`` sets CCMS_DEMO=1)
+    demo: bool = False
     platforms: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
@@ -63,6 +65,7 @@ class Settings:
             sweep_after=int(env.get("CCMS_SWEEP_AFTER", DEFAULT_SWEEP_AFTER)),
             dispatch_batch=int(env.get("CCMS_DISPATCH_BATCH", DEFAULT_DISPATCH_BATCH)),
             queue_prefix=env.get("CCMS_QUEUE_PREFIX", ""),
+            demo=env.get("CCMS_DEMO", "") in ("1", "true", "yes"),
             platforms=_platform_settings(env),
         )
         values.update(overrides)

@@ -30,6 +30,34 @@ DEMO_SHOPS = {
 }
 
 
+DEMO_NAMES = {"shopify": "Demo Outfitters", "cafe24": "데모몰", "woocommerce": "デモストア"}
+
+_WEEKDAYS = {day: [["09:00", "18:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
+
+#: widget settings of the demo shops: one per language, each with its own contact channels
+DEMO_WIDGETS = {
+    "shopify": {"default_locale": "en", "phone": "+1 555 0100", "email": "care@demo-outfitters.test",
+                "chat_url": "https://chat.demo-outfitters.test", "ack_promise_hours": 4,
+                "offset_bottom": 88,
+                "hours": {"timezone": "America/New_York", "weekly": _WEEKDAYS},
+                "categories": [{"key": "delivery", "labels": {"en": "Delivery", "ko": "배송",
+                                                              "ja": "配送"}},
+                               {"key": "product", "labels": {"en": "Product", "ko": "상품",
+                                                             "ja": "商品"}}]},
+    "cafe24": {"default_locale": "ko", "phone": "02-0000-0000", "top_bar": True,
+               "kakao_channel_url": "https://pf.kakao.com/_demo", "ack_promise_hours": 1,
+               "offset_bottom": 80, "color": "#2e2e2e",
+               "hours": {"timezone": "Asia/Seoul", "weekly": _WEEKDAYS},
+               "consent_text": {"ko": "문의 처리를 위해 연락처를 수집·이용하는 데 동의합니다.",
+                                "en": "I agree that my contact details are used to answer me.",
+                                "ja": "お問い合わせ対応のため連絡先を利用することに同意します。"}},
+    "woocommerce": {"default_locale": "ja", "email": "support@demo-store.test",
+                    "position": "bottom-left", "offset_bottom": 72, "color": "#96588a",
+                    "hours": {"timezone": "Asia/Tokyo", "weekly": _WEEKDAYS},
+                    "ack_promise_hours": 24},
+}
+
+
 def _demo_secrets(var_dir: Path) -> dict[str, str]:
     """App-level demo secrets, made once and kept under var/ so restarts keep working."""
     path = var_dir / "demo-secrets.json"
@@ -66,8 +94,9 @@ def _register_demo_shops(settings: Settings, woo_secret: str) -> dict[str, dict]
             if shop is None:
                 new = repository.create_shop(
                     session, runtime.box, platform=platform, domain=domain,
-                    name=f"Demo {platform} shop",
-                    webhook_secret=woo_secret if platform == "woocommerce" else None)
+                    name=DEMO_NAMES[platform],
+                    webhook_secret=woo_secret if platform == "woocommerce" else None,
+                    settings={"widget": DEMO_WIDGETS[platform]})
                 shop, token = new.shop, new.api_token
             else:
                 token = "ccms_" + token_source.token_urlsafe(32)
@@ -86,6 +115,7 @@ def run_demo(host: str, port: int, console: Console) -> None:
     for key in ("CCMS_SHOPIFY_API_SECRET", "CCMS_CAFE24_WEBHOOK_KEY"):
         env.setdefault(key, demo_secrets[key])
     env["CCMS_PUBLIC_URL"] = env.get("CCMS_PUBLIC_URL", f"http://{host}:{port}")
+    env["CCMS_DEMO"] = "1"
 
     redis_server = None
     if not env.get("CCMS_REDIS_URL"):
@@ -141,6 +171,7 @@ def _print_welcome(console: Console, env: dict, shops: dict, host: str, port: in
     shopify = shops.get("shopify", {})
     console.print(f"""
 [bold]ccms-addon demo is running[/bold] (Ctrl-C stops everything)
+  storefronts  {base}/demo/shopify  {base}/demo/cafe24  {base}/demo/woocommerce
   web          {base}   (health: {base}/readyz)
   webhooks     {base}/webhooks/<platform>
   merchant API {base}/api/v1/orders   (OpenAPI: {base}/api/v1/openapi.json)

@@ -65,6 +65,11 @@ def test_demo_serves_processes_and_stops_everything(tmp_path):
         else:
             pytest.fail("demo did not become ready")
         started = _descendants(demo.pid)
+        for platform in ("shopify", "cafe24", "woocommerce"):
+            page = requests.get(f"{base}/demo/{platform}", timeout=5)
+            assert page.status_code == 200
+            assert 'src="/widget/v1/loader.js" data-shop-key="wk_' in page.text
+            assert "script-src 'self'" in page.headers["Content-Security-Policy"]
         assert len(started) >= 3  # redis-server, web, worker (+ dispatcher, scheduler)
         sample = SAMPLES_DIR / "shopify" / "orders-updated.json"
         if sample.exists():
