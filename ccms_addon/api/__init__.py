@@ -33,5 +33,7 @@ def init_app(app: Flask) -> Api:
     api = MerchantApi(app, spec_kwargs={"components": {"securitySchemes": {
         "bearerAuth": {"type": "http", "scheme": "bearer"}}}, "security": [{"bearerAuth": []}]})
     from ccms_addon.api.views import bp as orders_bp
+    from ccms_addon.api.widget import bp as widget_bp
     api.register_blueprint(orders_bp)
+    api.register_blueprint(widget_bp)
     return api

@@ -7,29 +7,18 @@ import base64
 import binascii
 from datetime import datetime
 
-from flask import current_app, g, request
+from flask import current_app, g
 from flask_smorest import Blueprint, abort
 from marshmallow import RAISE
 
+from ccms_addon.api.auth import require_shop
 from ccms_addon.api.schemas import OrderListArgsSchema, OrderPageSchema, OrderSchema
 from ccms_addon.store import repository
 
 bp = Blueprint("orders", __name__, url_prefix="/api/v1", description="Orders synced from the shop's platform")
 
 
-@bp.before_request
-def authenticate() -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        abort(401, message="Send the shop's API token as 'Authorization: Bearer <token>'.",
-              headers={"WWW-Authenticate": "Bearer"})
-    runtime = current_app.extensions["ccms"]
-    with runtime.db.session() as session:
-        shop = repository.shop_for_token(session, token.strip())
-    if shop is None:
-        abort(401, message="The API token is not valid.", headers={"WWW-Authenticate": "Bearer"})
-    g.shop_id = shop.id
+bp.before_request(require_shop)
 
 
 def _encode_cursor(updated_at: datetime, order_id: int) -> str:
