@@ -165,6 +165,59 @@ def webhooks_replay(files: tuple[Path, ...], url: str, platform: str, shop_domai
         sys.exit(1)
 
 
+# ------------------------------------------------------------------------------------------- widget
+
+
+@main.group()
+def widget() -> None:
+    """The contact widget on shops' storefronts."""
+
+
+@widget.command("install")
+@click.option("--shop", "shop_id", required=True, type=int, help="The shop's id.")
+def widget_install(shop_id: int) -> None:
+    """Put the widget on the shop's storefront (idempotent); prints what the merchant must do."""
+    from ccms_addon.platforms import PlatformError
+    from ccms_addon.widget_install import WidgetInstallError, install_widget
+    runtime = _runtime()
+    try:
+        result = install_widget(runtime, shop_id)
+    except (WidgetInstallError, PlatformError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    finally:
+        runtime.close()
+    click.echo(json.dumps({"method": result.method, "reference": result.reference,
+                           "detail": result.detail}))
+
+
+@widget.command("configure")
+@click.option("--shop", "shop_id", required=True, type=int, help="The shop's id.")
+@click.argument("settings_file", type=click.File("r"))
+def widget_configure(shop_id: int, settings_file) -> None:
+    """Replace the shop's widget settings with a JSON file (``-`` reads standard input).
+
+    The same schema as ``PUT /api/v1/widget/settings``; errors are listed per field.
+    """
+    from marshmallow import ValidationError
+
+    from ccms_addon.store.models import Shop
+    from ccms_addon.widgets.settings import WidgetSettingsSchema
+    try:
+        values = WidgetSettingsSchema().load(json.load(settings_file))
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"not JSON: {exc}") from None
+    except ValidationError as exc:
+        raise click.ClickException("invalid settings: " + json.dumps(exc.messages)) from None
+    runtime = _runtime()
+    with runtime.db.session() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is None:
+            raise click.ClickException(f"no shop with id {shop_id}")
+        shop.settings = {**(shop.settings or {}), "widget": WidgetSettingsSchema().dump(values)}
+    click.echo(json.dumps({"shop_id": shop_id, "widget": WidgetSettingsSchema().dump(values)},
+                          ensure_ascii=False))
+
+
 # ---------------------------------------------------------------------------------------- processes
 
 

@@ -334,3 +334,16 @@ class PlatformAdapter(Protocol):
     def fetch_customers(self, shop: ShopContext,
                         platform_customer_ids: Sequence[str]) -> list[CustomerRecord]:
         """Customers from the admin API; same error contract as ``fetch_orders``."""
+
+    def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:
+        """Put the widget's loader on every storefront page of ``shop``, the platform's way.
+
+        Called after install and by ``ccms-addon widget install --shop ID``
+        (:func:`ccms_addon.widget_install.install_widget`). ``loader_url`` is
+        ``{CCMS_PUBLIC_URL}/widget/v1/loader.js``; ``widget_key`` is the shop's public key, given to
+        the loader as ``data-shop-key`` or, where the platform renders only a ``src`` (script tags),
+        as ``?shop_key=``. Idempotent: find what is already installed first, create only what is
+        absent, update what changed. The result says which method is active and, in ``detail``,
+        what the merchant must still do. Errors as ``fetch_orders``, plus ``PlatformError`` when the
+        platform refuses the request.
+        """

@@ -31,7 +31,9 @@ CAFE24_WEBHOOK_KEY = "cafe24-test-webhook-key"
 WOO_SECRET = "woo-test-webhook-secret"
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-LOCAL_REDIS_URL = "redis://127.0.0.1:6379/13"
+#: the local server's database for this session: spread by pid so two suites run side by side
+#: (a developer's and a helper's) do not flush each other's queues
+LOCAL_REDIS_URL = f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}"
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -58,3 +58,17 @@ def test_shops_add_refuses_a_bad_domain_and_a_second_copy(cli_env):
 def test_shops_add_unknown_platform(cli_env):
     result = run(cli_env, "shops", "add", "--platform", "magento", "--domain", "x")
     assert result.exit_code == 2 and "installed: cafe24, shopify, woocommerce" in result.output
+
+
+def test_widget_configure_validates_and_stores(cli_env, runtime, make_shop, tmp_path):
+    shop = make_shop("shopify", "a.myshopify.com").shop
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"phone": "+1 555 0100", "default_locale": "ko"}))
+    result = run(cli_env, "widget", "configure", "--shop", str(shop.id), str(good))
+    assert result.exit_code == 0, result.output
+    with runtime.db.session() as s:
+        assert s.get(Shop, shop.id).settings["widget"]["phone"] == "+1 555 0100"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"position": "middle"}))
+    result = run(cli_env, "widget", "configure", "--shop", str(shop.id), str(bad))
+    assert result.exit_code == 1 and "position" in result.output

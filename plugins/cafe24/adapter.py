@@ -50,10 +50,11 @@ from ccms_addon.platforms import (
     ShopContext,
     UnknownTopicError,
     WebhookRequest,
+    WidgetInjection,
     load_json,
 )
 
-from . import schemas
+from . import schemas, widget
 from .client import DEFAULT_TIMEOUT, MAX_RETRIES, Cafe24Client, Sleep
 
 #: the header Cafe24 puts the app's webhook key in
@@ -455,6 +456,15 @@ class Cafe24Adapter:
                     name=member["name"], phone=_first(member["cellphone"], member["phone"]),
                     updated_at=fetched_at))
         return records
+
+    # -- the storefront widget -------------------------------------------------------------------
+
+    def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:
+        """A ScriptTag (``loader_url?shop_key=…``) on every page (``display_location: ["all"]``)
+        of the shop's ``shop_no``; see :mod:`.widget`."""
+        with self._client(shop) as client:
+            return widget.inject_widget(client, shop_no=self._shop_no(shop), loader_url=loader_url,
+                                        widget_key=widget_key, client_id=shop.settings.get("client_id"))
 
     def _client(self, shop: ShopContext) -> Cafe24Client:
         token = shop.credentials.get("access_token")

@@ -48,10 +48,11 @@ from ccms_addon.platforms import (
     ShopRedactRequested,
     UnknownTopicError,
     WebhookRequest,
+    WidgetInjection,
     load_json,
 )
 
-from . import schemas
+from . import schemas, widget
 from .client import DEFAULT_API_VERSION, ShopifyAdminClient
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
@@ -215,6 +216,13 @@ class ShopifyAdapter:
         with ShopifyAdminClient.for_shop(shop) as client:
             customers = client.customers(platform_customer_ids)
         return [_fetched(_CUSTOMER, customer, customer_record) for customer in customers]
+
+    # ---- the storefront widget ------------------------------------------------------------------
+
+    def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:
+        """The theme app extension's app embed when the merchant has switched it on, else a
+        ScriptTag (``loader_url?shop_key=…``) as the fallback; see :mod:`.widget`."""
+        return widget.inject_widget(shop, loader_url, widget_key)
 
     # ---- one normalizer per payload shape -------------------------------------------------------
 

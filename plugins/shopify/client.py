@@ -1,31 +1,27 @@
-"""A small client for Shopify's REST Admin API, used by the worker to fetch orders and customers.
+"""A small client for Shopify's Admin API: orders and customers for the worker, script tags, the live
+theme's settings and app-data metafields for the widget injection.
 
 Shopify rate-limits the REST Admin API per app and shop with a leaky bucket (40 requests, leaking
 2 per second on a standard plan); every response reports the bucket in ``X-Shopify-Shop-Api-Call-Limit``
 (``"32/40"``) and a throttled request gets ``429 Too Many Requests`` with ``Retry-After`` in seconds
-(``"2.0"``). The client retries a 429 a few times in the call, waiting at most ``RETRY_AFTER_CAP``
-seconds, and otherwise turns every failure into the adapter errors the worker understands: it never
-sleeps long, because the job queue's backoff is the place for long waits.
+(``"2.0"``). The shared :class:`~ccms_addon.platform_http.AdminApiClient` retries a 429 a few times in
+the call, waiting at most ``RETRY_AFTER_CAP`` seconds, and turns every failure into the adapter errors
+the worker understands. The GraphQL Admin API answers a throttled query with 200 and an error whose
+``extensions.code`` is ``THROTTLED``: that becomes ``PlatformUnavailableError`` too.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import requests
 
-from ccms_addon.platforms import (
-    PayloadInvalidError,
-    PlatformAuthError,
-    PlatformUnavailableError,
-    ShopContext,
-    load_json,
-)
-
-log = logging.getLogger(__name__)
+from ccms_addon.platform_http import AdminApiClient
+from ccms_addon.platform_http import retry_after_seconds as _retry_after_seconds
+from ccms_addon.platforms import (PlatformAuthError, PlatformError, PlatformUnavailableError,
+                                  ShopContext)
 
 #: the Admin API version requested when the shop's settings name none
 DEFAULT_API_VERSION = "2026-07"
@@ -43,20 +39,48 @@ DEFAULT_RETRY_AFTER = 1.0
 PAGE_SIZE = 250
 CALL_LIMIT_HEADER = "X-Shopify-Shop-Api-Call-Limit"
 ACCESS_TOKEN_HEADER = "X-Shopify-Access-Token"
+#: the only ``event`` a ScriptTag accepts
+SCRIPT_TAG_EVENT = "onload"
+#: storefront pages only: script tags on the order status page are sunset (checkout extensibility)
+SCRIPT_TAG_DISPLAY_SCOPE = "online_store"
+#: the theme asset that records which app embeds are on
+SETTINGS_DATA_KEY = "config/settings_data.json"
+#: the metafield type of the app-data values the app embed block reads
+METAFIELD_TYPE = "single_line_text_field"
+
+_APP_INSTALLATION_QUERY = """
+query ccmsAppInstallation($namespace: String!) {
+  currentAppInstallation {
+    id
+    metafields(namespace: $namespace, first: 20) { nodes { key value } }
+  }
+}
+"""
+
+_METAFIELDS_SET_MUTATION = """
+mutation ccmsMetafieldsSet($metafields: [MetafieldsSetInput!]!) {
+  metafieldsSet(metafields: $metafields) {
+    metafields { key value }
+    userErrors { field message code }
+  }
+}
+"""
 
 
-class ShopifyAdminClient:
-    """REST Admin API calls for one shop. Use as a context manager: it owns a ``requests.Session``."""
+class ShopifyAdminClient(AdminApiClient):
+    """Admin API calls for one shop. Use as a context manager: it owns a ``requests.Session``."""
+
+    platform = "Shopify"
+    max_retries = MAX_ATTEMPTS - 1
+    retry_after_cap = RETRY_AFTER_CAP
+    default_retry_after = DEFAULT_RETRY_AFTER
 
     def __init__(self, base_url: str, api_version: str, access_token: str, *,
                  timeout: tuple[float, float] = TIMEOUT,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.base_url = base_url.rstrip("/")
+        super().__init__(f"{base_url.rstrip('/')}/admin/api/{api_version}",
+                         headers={ACCESS_TOKEN_HEADER: access_token}, timeout=timeout, sleep=sleep)
         self.api_version = api_version
-        self.timeout = timeout
-        self._sleep = sleep
-        self.session = requests.Session()
-        self.session.headers.update({ACCESS_TOKEN_HEADER: access_token, "Accept": "application/json"})
         #: the last ``(used, size)`` of the rate-limit bucket Shopify reported, if any
         self.call_limit: tuple[int, int] | None = None
 
@@ -70,14 +94,30 @@ class ShopifyAdminClient:
         version = shop.settings.get("api_version", DEFAULT_API_VERSION)
         return cls(base_url, version, token, **kwargs)
 
-    def __enter__(self) -> "ShopifyAdminClient":
-        return self
+    # -- the shared client's hooks -----------------------------------------------------------------
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def observe_response(self, response: requests.Response) -> float:
+        """Keep the bucket Shopify reported; the 429 retries are the only waits."""
+        self.call_limit = parse_call_limit(response.headers.get(CALL_LIMIT_HEADER)) or self.call_limit
+        return 0.0
 
-    def close(self) -> None:
-        self.session.close()
+    def error_for(self, method: str, path: str, response: requests.Response) -> PlatformError:
+        status = response.status_code
+        if status in (402, 423):
+            # 402: the shop is frozen (unpaid bill); 423: the shop is locked. Both end on Shopify's side.
+            return PlatformUnavailableError(f"Shopify shop unavailable ({status}) for {path}")
+        error = super().error_for(method, path, response)
+        if method == "GET" and type(error) is PlatformError:
+            # 3xx/404/406…: not transient, but the fetch contract's only other error means "stop";
+            # the worker's retries are bounded, and the status is kept in the delivery's error.
+            return PlatformUnavailableError(f"Shopify answered an unexpected {status} for {path}")
+        return error
+
+    # -- orders and customers ----------------------------------------------------------------------
+
+    def get(self, path: str, params: Mapping[str, str]) -> Any:
+        """GET ``/admin/api/{version}/{path}`` and return its JSON (fractions as ``Decimal``)."""
+        return self.call("GET", path, params=params)
 
     def orders(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Orders by id, open or not (``status=any``); unknown ids are simply absent."""
@@ -95,63 +135,109 @@ class ShopifyAdminClient:
             chunk = wanted[start:start + PAGE_SIZE]
             body = self.get(f"{resource}.json", {**params, "ids": ",".join(chunk),
                                                  "limit": str(PAGE_SIZE)})
-            items = body.get(resource) if isinstance(body, dict) else None
-            if not isinstance(items, list):
-                raise PlatformUnavailableError(f"Shopify {resource}.json answered without a list")
-            yield from (item for item in items if isinstance(item, dict))
+            yield from _items(body, resource, f"{resource}.json")
 
-    def get(self, path: str, params: Mapping[str, str]) -> Any:
-        """GET ``/admin/api/{version}/{path}`` and return its JSON (fractions as ``Decimal``)."""
-        url = f"{self.base_url}/admin/api/{self.api_version}/{path}"
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            response = self._send(url, params)
-            if response.status_code != 429 or attempt == MAX_ATTEMPTS:
-                break
-            wait = retry_after_seconds(response.headers.get("Retry-After"))
-            log.info("Shopify throttled %s (attempt %d), retrying in %.1fs", path, attempt, wait)
-            self._sleep(wait)
-        return self._result(path, response)
+    # -- script tags (REST ScriptTag resource) ----------------------------------------------------
 
-    def _send(self, url: str, params: Mapping[str, str]) -> requests.Response:
-        try:
-            # no redirects: the access token header would follow them to another host
-            response = self.session.get(url, params=params, timeout=self.timeout,
-                                        allow_redirects=False)
-        except requests.Timeout as exc:
-            raise PlatformUnavailableError(f"Shopify timed out: {exc}") from None
-        except requests.RequestException as exc:
-            raise PlatformUnavailableError(f"Shopify unreachable: {exc}") from None
-        self.call_limit = parse_call_limit(response.headers.get(CALL_LIMIT_HEADER)) or self.call_limit
-        return response
+    def script_tags(self) -> list[dict[str, Any]]:
+        """The script tags of this app (Shopify scopes them to the app that created them)."""
+        body = self.get("script_tags.json", {"limit": str(PAGE_SIZE)})
+        return list(_items(body, "script_tags", "script_tags.json"))
 
-    def _result(self, path: str, response: requests.Response) -> Any:
-        status = response.status_code
-        if status == 200:
-            try:
-                return load_json(response.content)
-            except PayloadInvalidError:
-                raise PlatformUnavailableError(f"Shopify {path} answered 200 without JSON") from None
-        if status in (401, 403):
-            raise PlatformAuthError(f"Shopify refused the access token ({status}) for {path}")
-        if status == 429 or status >= 500:
-            raise PlatformUnavailableError(f"Shopify answered {status} for {path}")
-        if status in (402, 423):
-            # 402: the shop is frozen (unpaid bill); 423: the shop is locked. Both end on Shopify's side.
-            raise PlatformUnavailableError(f"Shopify shop unavailable ({status}) for {path}")
-        # 3xx/404/406/422…: not transient, but the fetch contract's only other error means "stop";
-        # the worker's retries are bounded, and the status is kept in the delivery's error.
-        raise PlatformUnavailableError(f"Shopify answered an unexpected {status} for {path}")
+    def create_script_tag(self, src: str) -> dict[str, Any]:
+        body = self.call("POST", "script_tags.json", json_body={"script_tag": {
+            "event": SCRIPT_TAG_EVENT, "src": src, "display_scope": SCRIPT_TAG_DISPLAY_SCOPE}})
+        return _item(body, "script_tag", "script_tags.json")
+
+    def update_script_tag(self, script_tag_id: int | str, src: str) -> dict[str, Any]:
+        body = self.call("PUT", f"script_tags/{script_tag_id}.json", json_body={"script_tag": {
+            "id": script_tag_id, "src": src, "display_scope": SCRIPT_TAG_DISPLAY_SCOPE}})
+        return _item(body, "script_tag", f"script_tags/{script_tag_id}.json")
+
+    def delete_script_tag(self, script_tag_id: int | str) -> None:
+        """Delete one script tag; one already gone is fine."""
+        self.send("DELETE", f"script_tags/{script_tag_id}.json", missing_ok=True)
+
+    # -- themes (the app embed's state lives in the live theme's settings_data.json) ---------------
+
+    def main_theme(self) -> dict[str, Any] | None:
+        """The published theme (``role == "main"``), if the shop has one."""
+        body = self.get("themes.json", {"fields": "id,name,role"})
+        return next((t for t in _items(body, "themes", "themes.json") if t.get("role") == "main"), None)
+
+    def theme_asset(self, theme_id: int | str, key: str) -> str | None:
+        """The text of one theme asset, None when the theme has no such asset."""
+        path = f"themes/{theme_id}/assets.json"
+        response = self.send("GET", path, params={"asset[key]": key}, missing_ok=True)
+        if response is None:
+            return None
+        value = _item(self.decode(path, response), "asset", path).get("value")
+        return value if isinstance(value, str) else None
+
+    # -- GraphQL: app-data metafields --------------------------------------------------------------
+
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``data`` of one GraphQL Admin API operation; its errors mapped like HTTP errors."""
+        body = self.call("POST", "graphql.json",
+                         json_body={"query": query, "variables": dict(variables or {})})
+        if not isinstance(body, dict):
+            raise PlatformUnavailableError("Shopify graphql.json answered without a JSON object")
+        errors = body.get("errors")
+        if errors:
+            codes = {str((e.get("extensions") or {}).get("code", "")) for e in errors
+                     if isinstance(e, dict)} if isinstance(errors, list) else set()
+            messages = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e)
+                                 for e in (errors if isinstance(errors, list) else [errors]))[:300]
+            if "THROTTLED" in codes:
+                raise PlatformUnavailableError(f"Shopify GraphQL throttled: {messages}")
+            if "ACCESS_DENIED" in codes:
+                raise PlatformAuthError(f"Shopify GraphQL access denied: {messages}")
+            raise PlatformError(f"Shopify GraphQL error: {messages}")
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise PlatformUnavailableError("Shopify GraphQL answered without data")
+        return data
+
+    def app_metafields(self, namespace: str) -> tuple[str, dict[str, str]]:
+        """The app installation's id and its app-data metafields in ``namespace`` (key → value)."""
+        data = self.graphql(_APP_INSTALLATION_QUERY, {"namespace": namespace})
+        installation = data.get("currentAppInstallation") or {}
+        owner_id = installation.get("id")
+        if not isinstance(owner_id, str) or not owner_id:
+            raise PlatformError("Shopify GraphQL: currentAppInstallation has no id")
+        nodes = ((installation.get("metafields") or {}).get("nodes") or [])
+        return owner_id, {str(n["key"]): str(n.get("value")) for n in nodes
+                          if isinstance(n, dict) and "key" in n}
+
+    def set_app_metafields(self, owner_id: str, namespace: str, values: Mapping[str, str]) -> None:
+        """Write app-data metafields (``metafieldsSet`` is an upsert): what the app embed reads."""
+        data = self.graphql(_METAFIELDS_SET_MUTATION, {"metafields": [
+            {"ownerId": owner_id, "namespace": namespace, "key": key, "type": METAFIELD_TYPE,
+             "value": value} for key, value in values.items()]})
+        errors = (data.get("metafieldsSet") or {}).get("userErrors") or []
+        if errors:
+            text = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors
+                             if isinstance(e, dict))
+            raise PlatformError(f"Shopify metafieldsSet refused: {text}"[:400])
+
+
+def _items(body: Any, key: str, path: str) -> Iterator[dict[str, Any]]:
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise PlatformUnavailableError(f"Shopify {path} answered without a list")
+    return (item for item in items if isinstance(item, dict))
+
+
+def _item(body: Any, key: str, path: str) -> dict[str, Any]:
+    item = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(item, dict):
+        raise PlatformUnavailableError(f"Shopify {path} answered without {key!r}")
+    return item
 
 
 def retry_after_seconds(value: str | None) -> float:
     """Seconds to wait for a 429: Shopify's ``Retry-After`` (``"2.0"``), bounded to [0, cap]."""
-    try:
-        seconds = float(value) if value is not None else DEFAULT_RETRY_AFTER
-    except ValueError:
-        seconds = DEFAULT_RETRY_AFTER
-    if seconds != seconds:  # NaN
-        seconds = DEFAULT_RETRY_AFTER
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+    return _retry_after_seconds(value, cap=RETRY_AFTER_CAP, default=DEFAULT_RETRY_AFTER)
 
 
 def parse_call_limit(value: str | None) -> tuple[int, int] | None:

@@ -33,8 +33,9 @@ from ccms_addon.platforms import (CanonicalEvent, CustomerChanged, CustomerRecor
                                   CustomerRedactRequested, DeliveryIdentity, FinancialStatus,
                                   FulfillmentStatus, OrderChanged, OrderLineRecord, OrderRecord,
                                   PayloadInvalidError, PlatformAuthError, RefundRecord, ShopContext,
-                                  UnknownTopicError, WebhookRequest, load_json)
+                                  UnknownTopicError, WebhookRequest, WidgetInjection, load_json)
 
+from . import widget
 from .client import MAX_PER_PAGE, WooCommerceClient
 from .schemas import (WooCommerceCustomerPayloadSchema, WooCommerceDeletedPayloadSchema,
                       WooCommerceDeliverySchema, WooCommerceOrderPayloadSchema)
@@ -210,6 +211,11 @@ class WooCommerceAdapter:
         schema = WooCommerceCustomerPayloadSchema()
         return [customer_record(_load(schema, item, "GET customers"))
                 for item in self._fetch(shop, "customers", platform_customer_ids, {"role": "all"})]
+
+    def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:
+        """WooCommerce cannot take the widget remotely: the WordPress plugin's zip and the
+        merchant's steps (``method="wordpress_plugin"``); see :mod:`.widget`."""
+        return widget.inject_widget(shop, loader_url, widget_key)
 
     def _fetch(self, shop: ShopContext, resource: str, ids: Sequence[str],
                params: Mapping[str, str]) -> list[dict[str, Any]]:

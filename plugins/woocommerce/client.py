@@ -5,24 +5,24 @@ HTTPS sites (a plain-HTTP site accepts only OAuth 1.0a one-legged signatures; th
 so such shops must be served over HTTPS). Collections are paginated: the total number of pages comes in
 the ``X-WP-TotalPages`` header and ``per_page`` is at most 100.
 
-Errors map to the adapter contract: connection failures, timeouts, 5xx and a 429 that outlasts the quick
-in-call retries are ``PlatformUnavailableError`` (the worker retries with backoff); 401/403 are
-``PlatformAuthError``.
+Retries, timeouts and the error mapping are the shared
+:class:`~ccms_addon.platform_http.AdminApiClient`'s: connection failures, timeouts, 5xx and a 429 that
+outlasts the quick in-call retries are ``PlatformUnavailableError`` (the worker retries with backoff);
+401/403 are ``PlatformAuthError``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 
 from ccms_addon import __version__
-from ccms_addon.platforms import (PayloadInvalidError, PlatformAuthError, PlatformError,
-                                  PlatformUnavailableError, load_json)
+from ccms_addon.platform_http import AdminApiClient
+from ccms_addon.platform_http import retry_after_seconds as _retry_after_seconds
+from ccms_addon.platforms import PayloadInvalidError
 
 #: Seconds to open a connection and to wait between bytes of the answer.
 TIMEOUT = (5.0, 30.0)
@@ -42,36 +42,31 @@ USER_AGENT = f"ccms-addon/{__version__}"
 
 def retry_after_seconds(value: str | None) -> float:
     """Seconds a Retry-After asks for (delta-seconds or an HTTP date), capped at MAX_RETRY_WAIT."""
-    value = (value or "").strip()
-    try:
-        seconds = float(value) if value.isdigit() else (
-            parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
-    except (TypeError, ValueError, OverflowError):
-        return DEFAULT_RETRY_WAIT
-    return min(max(seconds, 0.0), MAX_RETRY_WAIT)
+    return _retry_after_seconds(value, cap=MAX_RETRY_WAIT, default=DEFAULT_RETRY_WAIT)
 
 
-class WooCommerceClient:
+class WooCommerceClient(AdminApiClient):
     """Reads collections of one WooCommerce site; a context manager, as it owns a requests.Session."""
+
+    platform = "WooCommerce"
+    max_retries = RATE_LIMIT_ATTEMPTS - 1
+    retry_after_cap = MAX_RETRY_WAIT
+    default_retry_after = DEFAULT_RETRY_WAIT
 
     def __init__(self, base_url: str, consumer_key: str, consumer_secret: str, *,
                  timeout: tuple[float, float] = TIMEOUT,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.api_url = base_url.rstrip("/") + API_PATH
-        self.timeout = timeout
-        self._sleep = sleep
-        self.session = requests.Session()
-        self.session.auth = (consumer_key, consumer_secret)
-        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        super().__init__(base_url.rstrip("/") + API_PATH, auth=(consumer_key, consumer_secret),
+                         headers={"User-Agent": USER_AGENT}, timeout=timeout, sleep=sleep)
+        self.api_url = self.base_url
 
-    def __enter__(self) -> "WooCommerceClient":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.session.close()
+    def error_detail(self, response: requests.Response) -> str:
+        """The ``code`` of WooCommerce's error body ``{"code", "message", "data": {"status"}}``."""
+        try:
+            body = response.json()
+        except ValueError:
+            return ""
+        return str(body.get("code", "")) if isinstance(body, dict) else ""
 
     def list_all(self, resource: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Every item of ``GET /<resource>`` with these filters, following X-WP-TotalPages."""
@@ -80,56 +75,17 @@ class WooCommerceClient:
     def _pages(self, resource: str, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
         page, total_pages = 1, 1
         while page <= min(total_pages, MAX_PAGES):
-            response = self._get(resource, {**params, "per_page": MAX_PER_PAGE, "page": page})
-            yield _json_list(response, resource)
+            response = self.send("GET", resource, params={**params, "per_page": MAX_PER_PAGE,
+                                                          "page": page})
+            yield self._json_list(response, resource)
             total_pages = _total_pages(response)
             page += 1
 
-    def _get(self, resource: str, params: Mapping[str, Any]) -> requests.Response:
-        url = f"{self.api_url}/{resource}"
-        for attempt in range(1, RATE_LIMIT_ATTEMPTS + 1):
-            try:
-                response = self.session.get(url, params=params, timeout=self.timeout,
-                                            allow_redirects=False)
-            except requests.Timeout as exc:
-                raise PlatformUnavailableError(f"WooCommerce {resource}: timed out ({exc})") from None
-            except requests.RequestException as exc:
-                raise PlatformUnavailableError(f"WooCommerce {resource}: {exc}") from None
-            if response.status_code != 429:
-                _raise_for_status(response, resource)
-                return response
-            if attempt < RATE_LIMIT_ATTEMPTS:
-                self._sleep(retry_after_seconds(response.headers.get("Retry-After")))
-        raise PlatformUnavailableError(
-            f"WooCommerce {resource}: still rate limited (429) after {RATE_LIMIT_ATTEMPTS} attempts")
-
-
-def _raise_for_status(response: requests.Response, resource: str) -> None:
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    detail = f"WooCommerce {resource}: HTTP {status} {_error_code(response)}".rstrip()
-    if status in (401, 403):
-        raise PlatformAuthError(detail)
-    if status >= 500:
-        raise PlatformUnavailableError(detail)
-    raise PlatformError(detail)
-
-
-def _error_code(response: requests.Response) -> str:
-    """The ``code`` of WooCommerce's error body ``{"code", "message", "data": {"status"}}``, if any."""
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    return str(body.get("code", "")) if isinstance(body, dict) else ""
-
-
-def _json_list(response: requests.Response, resource: str) -> list[dict[str, Any]]:
-    body = load_json(response.content)  # Decimal for fractional numbers, never float
-    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
-        raise PayloadInvalidError(f"WooCommerce {resource}: expected a JSON array of objects")
-    return body
+    def _json_list(self, response: requests.Response, resource: str) -> list[dict[str, Any]]:
+        body = self.decode(resource, response)  # Decimal for fractional numbers, never float
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise PayloadInvalidError(f"WooCommerce {resource}: expected a JSON array of objects")
+        return body
 
 
 def _total_pages(response: requests.Response) -> int:

@@ -7,6 +7,10 @@ It speaks what Cafe24 documents for the two endpoints the adapter uses:
 * ``GET /api/v2/admin/customersprivacy/{member_id}?shop_no=1`` → ``{"customersprivacy": {...}}``, 404
   for an unknown member;
 
+and, for the widget injection, the ScriptTags resource (``GET``/``POST /api/v2/admin/scripttags``,
+``PUT``/``DELETE /api/v2/admin/scripttags/{script_no}``, bodies ``{"shop_no", "request": {...}}``,
+answers ``{"scripttags": [...]}`` / ``{"scripttag": {...}}``, tags scoped to the app's ``client_id``);
+
 with a bearer-token check (401 ``{"error": {...}}``), the ``X-Api-Call-Limit: used/max`` header of a
 40-call bucket draining 2 calls a second, and scripted failures (429 with ``Retry-After``, 503) for
 the first N calls. Fixtures are built from the documented field lists, not copied from samples.
@@ -20,12 +24,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 ACCESS_TOKEN = "cafe24-test-access-token"
+KST = timezone(timedelta(hours=9))
 
 
 @dataclass
@@ -45,6 +51,10 @@ class Cafe24ServerState:
     bucket_level: float = 0.0
     bucket_drain_per_second: float = 2.0
     calls: list[dict[str, Any]] = field(default_factory=list)
+    #: script tags by script_no, and the app (client_id) this server's token belongs to
+    scripttags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    client_id: str = "AMj8UZhBC9zsyTlFGI6PzC"
+    next_script_no: int = 1509432821494844
     _drained_at: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -154,8 +164,9 @@ def create_app(state: Cafe24ServerState) -> Flask:
 
     @app.before_request
     def _gate() -> Any:
-        state.calls.append({"path": request.path, "args": request.args.to_dict(),
-                            "headers": dict(request.headers)})
+        state.calls.append({"method": request.method, "path": request.path,
+                            "args": request.args.to_dict(), "headers": dict(request.headers),
+                            "json": request.get_json(silent=True)})
         if state.delay:
             time.sleep(state.delay)
         if request.headers.get("Authorization") != f"Bearer {state.access_token}":
@@ -194,7 +205,62 @@ def create_app(state: Cafe24ServerState) -> Flask:
             return _error(404, "No customer found")
         return jsonify({"customersprivacy": state.customers[member_id]})
 
+    @app.get("/api/v2/admin/scripttags")
+    def scripttags() -> Any:
+        shop_no = int(request.args.get("shop_no", "1"))
+        return jsonify({"scripttags": [t for t in state.scripttags.values()
+                                       if t["shop_no"] == shop_no and t["client_id"] == state.client_id]})
+
+    @app.post("/api/v2/admin/scripttags")
+    def create_scripttag() -> Any:
+        body = request.get_json(silent=True) or {}
+        fields = body.get("request")
+        error = _scripttag_error(fields, creating=True)
+        if error:
+            return _error(422, error)
+        now = datetime.now(KST).isoformat(timespec="seconds")
+        state.next_script_no += 1
+        tag = {"shop_no": int(body.get("shop_no", 1)), "script_no": str(state.next_script_no),
+               "client_id": state.client_id, "src": fields["src"],
+               "display_location": list(fields["display_location"]),
+               "exclude_path": fields.get("exclude_path"), "skin_no": fields.get("skin_no"),
+               "integrity": fields.get("integrity"), "created_date": now, "updated_date": now}
+        state.scripttags[tag["script_no"]] = tag
+        return jsonify({"scripttag": tag}), 201
+
+    @app.route("/api/v2/admin/scripttags/<script_no>", methods=["GET", "PUT", "DELETE"])
+    def scripttag(script_no: str) -> Any:
+        tag = state.scripttags.get(script_no)
+        if tag is None or tag["client_id"] != state.client_id:
+            return _error(404, "No script found")
+        if request.method == "GET":
+            return jsonify({"scripttag": tag})
+        if request.method == "DELETE":
+            del state.scripttags[script_no]
+            return jsonify({"scripttag": {"script_no": script_no}})
+        fields = (request.get_json(silent=True) or {}).get("request")
+        error = _scripttag_error(fields, creating=False)
+        if error:
+            return _error(422, error)
+        tag.update({k: fields[k] for k in ("src", "display_location", "exclude_path", "skin_no",
+                                           "integrity") if k in fields})
+        tag["updated_date"] = datetime.now(KST).isoformat(timespec="seconds")
+        return jsonify({"scripttag": tag})
+
     return app
+
+
+def _scripttag_error(fields: Any, *, creating: bool) -> str | None:
+    """Cafe24's checks: an absolute https ``src`` and a non-empty ``display_location`` list."""
+    if not isinstance(fields, dict):
+        return "request is required"
+    if (creating or "src" in fields) and not str(fields.get("src", "")).startswith("https://"):
+        return "src must be an absolute https URL"
+    if creating or "display_location" in fields:
+        locations = fields.get("display_location")
+        if not isinstance(locations, list) or not locations:
+            return "display_location is required"
+    return None
 
 
 @contextmanager
