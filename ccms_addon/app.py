@@ -11,9 +11,11 @@ from ccms_addon.config import MAX_WEBHOOK_BODY, Settings
 from ccms_addon.runtime import Runtime, build_runtime
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
+               widget_limits: dict | None = None) -> Flask:
     """Build the web app. Pass ``runtime`` to share one (tests, the demo); otherwise it is built
-    from ``settings`` or the ``CCMS_*`` environment."""
+    from ``settings`` or the ``CCMS_*`` environment. ``widget_limits`` replaces entries of the
+    widget API's rate limits (``widgets.ratelimit.DEFAULT_LIMITS``)."""
     runtime = runtime or build_runtime(settings)
     app = Flask(__name__)
     app.config.update(
@@ -31,8 +33,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     from ccms_addon.widgets import assets as widget_assets
     from ccms_addon.widgets import views as widget_views
+    from ccms_addon.widgets import ratelimit
     app.register_blueprint(widget_assets.bp)
     app.register_blueprint(widget_views.bp)
+    ratelimit.init_app(app, widget_limits)
+    if runtime.settings.trusted_proxies:
+        # behind a load balancer the shopper's address is in X-Forwarded-For (rate limits need it)
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=runtime.settings.trusted_proxies,
+                                x_proto=runtime.settings.trusted_proxies)
 
     if runtime.settings.demo:
         from ccms_addon.demo import DEMO_SHOPS

@@ -36,6 +36,8 @@ class Settings:
     sweep_after: int = DEFAULT_SWEEP_AFTER
     dispatch_batch: int = DEFAULT_DISPATCH_BATCH
     queue_prefix: str = ""
+    #: how many reverse proxies in front of the web processes set X-Forwarded-For (0: none)
+    trusted_proxies: int = 0
     #: serve the demo storefront pages (``ccms-addon demo`` sets CCMS_DEMO=1)
     demo: bool = False
     platforms: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -66,6 +68,7 @@ class Settings:
             dispatch_batch=int(env.get("CCMS_DISPATCH_BATCH", DEFAULT_DISPATCH_BATCH)),
             queue_prefix=env.get("CCMS_QUEUE_PREFIX", ""),
             demo=env.get("CCMS_DEMO", "") in ("1", "true", "yes"),
+            trusted_proxies=int(env.get("CCMS_TRUSTED_PROXIES", "0")),
             platforms=_platform_settings(env),
         )
         values.update(overrides)
@@ -74,7 +77,7 @@ class Settings:
 
 #: settings that are not platform names although they look like CCMS_<X>_<Y>
 _CORE_KEYS = {"DATABASE", "REDIS", "SECRET", "ENCRYPTION", "PUBLIC", "VAR", "SWEEP", "DISPATCH",
-              "QUEUE", "TEST", "LOG"}
+              "QUEUE", "TEST", "LOG", "TRUSTED", "REPLAY"}
 
 
 def _platform_settings(env: Mapping[str, str]) -> dict[str, dict[str, str]]:

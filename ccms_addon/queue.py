@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 #: the queue webhook deliveries are processed from
 DELIVERIES_QUEUE = "ccms-deliveries"
+#: the queue of outbound messages (merchant notifications, follow-ups)
+NOTIFICATIONS_QUEUE = "ccms-notifications"
 #: every queue a default worker listens to, in priority order
-ALL_QUEUES = (DELIVERIES_QUEUE,)
+ALL_QUEUES = (DELIVERIES_QUEUE, NOTIFICATIONS_QUEUE)
 
 
 class EmbeddedRedis:

@@ -1,4 +1,5 @@
-"""Hands stored deliveries to RQ, in batches, and sweeps the inbox.
+"""Hands stored deliveries to RQ, in batches, and sweeps the inbox (and, every half minute, the
+merchant notifications that never reached RQ).
 
 The webhook request never talks to Redis: it only commits the row. This loop picks rows that are
 due (``status`` not final and ``next_attempt_at`` empty or past), enqueues one ``process_delivery``
@@ -17,6 +18,7 @@ from datetime import timedelta
 from rq import Queue
 from sqlalchemy import or_, select, update
 
+from ccms_addon.jobs.notify import sweep_unnotified
 from ccms_addon.jobs.pipeline import FINAL_STATES
 from ccms_addon.queue import DELIVERIES_QUEUE, queue
 from ccms_addon.runtime import Runtime
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: seconds between polls when the inbox had nothing due
 IDLE_INTERVAL = 0.2
+#: seconds between sweeps of merchant notifications that never reached RQ
+NOTIFY_SWEEP_INTERVAL = 30.0
 #: Redis key held by the one dispatcher allowed to run at a time
 LOCK_KEY = "ccms:dispatcher:lock"
 #: seconds the lock is held without renewal before another dispatcher may take over
@@ -76,6 +80,7 @@ class Dispatcher:
         self.idle_interval = idle_interval
         self.stopping = threading.Event()
         self._token = f"{id(self)}-{time.time()}"
+        self._next_notify_sweep = 0.0
 
     def _hold_lock(self) -> bool:
         redis = self.runtime.redis
@@ -89,7 +94,11 @@ class Dispatcher:
     def run_once(self) -> int:
         if not self._hold_lock():
             return 0
-        return dispatch_due(self.runtime)
+        moved = dispatch_due(self.runtime)
+        if time.monotonic() >= self._next_notify_sweep:
+            self._next_notify_sweep = time.monotonic() + NOTIFY_SWEEP_INTERVAL
+            sweep_unnotified(self.runtime)
+        return moved
 
     def run(self) -> None:
         log.info("dispatcher started")

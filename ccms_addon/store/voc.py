@@ -5,13 +5,17 @@ themselves, so every item gets a reference number, a first timeline event and th
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import VocChannel, VocEvent, VocItem, VocKind, VocStatus, utcnow
+
+log = logging.getLogger(__name__)
 
 #: how often a reference number clash (two items at the same instant) is retried
 REFERENCE_ATTEMPTS = 5
@@ -30,6 +34,11 @@ class NewVocItem:
     contact_phone: str | None = None
     order_id: int | None = None
     customer_id: int | None = None
+    category: str | None = None
+    #: hours promised for an acknowledgement; sets ``acknowledge_due_at`` from the creation time
+    ack_promise_hours: int | None = None
+    #: what the first ``received`` event keeps besides the channel (e.g. the order number as typed)
+    event_data: dict | None = None
 
 
 def reference_for(year: int, sequence: int) -> str:
@@ -51,17 +60,24 @@ def record_voc_item(runtime: Runtime, shop_id: int, new: NewVocItem) -> VocItem:
                                subject=new.subject, body=new.body, locale=new.locale,
                                contact_name=new.contact_name, contact_email=new.contact_email,
                                contact_phone=new.contact_phone, order_id=new.order_id,
-                               customer_id=new.customer_id, created_at=now, updated_at=now)
+                               customer_id=new.customer_id, category=new.category,
+                               acknowledge_due_at=now + timedelta(hours=new.ack_promise_hours)
+                               if new.ack_promise_hours else None,
+                               created_at=now, updated_at=now)
                 session.add(item)
                 session.flush()
                 session.add(VocEvent(shop_id=shop_id, voc_item_id=item.id, type="received",
                                      to_status=VocStatus.RECEIVED.value, actor=new.actor,
-                                     data={"channel": new.channel.value}, created_at=now))
+                                     data={"channel": new.channel.value, **(new.event_data or {})},
+                                     created_at=now))
             break
         except IntegrityError:
             continue
     else:
         raise RuntimeError("could not allocate a VOC reference number")
-    runtime.pm.hook.voc_item_created(shop_id=shop_id, voc_item_id=item.id, kind=item.kind.value,
-                                     channel=item.channel.value)
+    try:
+        runtime.pm.hook.voc_item_created(shop_id=shop_id, voc_item_id=item.id,
+                                         kind=item.kind.value, channel=item.channel.value)
+    except Exception:  # noqa: BLE001 — the item is stored; a plugin's failure must not undo that
+        log.exception("a voc_item_created hook failed for item %s", item.id)
     return item
