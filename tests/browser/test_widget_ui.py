@@ -9,7 +9,6 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from ccms_addon.store.models import VocItem
@@ -368,15 +367,7 @@ def test_hours_status_across_zones_and_dst(live_server, shop_key, page):
 # --------------------------------------------------------------------------------------------------
 
 
-def _api_ready(live_server, key) -> bool:
-    answer = requests.post(f"{live_server.url}/widget/v1/{key}/voc", json={},
-                           headers={"X-CCMS-Widget": "1"}, timeout=10)
-    return answer.status_code not in (404, 405)
-
-
 def test_complaint_gets_a_reference_number_stored_in_the_api(live_server, shop_key, runtime, page):
-    if not _api_ready(live_server, shop_key):
-        pytest.skip("POST voc is not implemented yet (widgets/views.py)")
     page.goto(host_url(live_server, shop_key))
     open_panel(page)
     page.get_by_role("button", name="I have a problem").click()
@@ -412,8 +403,6 @@ def test_complaint_gets_a_reference_number_stored_in_the_api(live_server, shop_k
 
 
 def test_order_lookup_miss_is_neutral(live_server, shop_key, page):
-    if not _api_ready(live_server, shop_key):
-        pytest.skip("the widget API is not implemented yet (widgets/views.py)")
     page.goto(host_url(live_server, shop_key))
     open_panel(page)
     page.get_by_role("button", name="Where is my order?").click()
@@ -424,8 +413,6 @@ def test_order_lookup_miss_is_neutral(live_server, shop_key, page):
 
 
 def test_server_field_errors_and_rate_limit_are_shown(live_server, shop_key, page):
-    if not _api_ready(live_server, shop_key):
-        pytest.skip("POST voc is not implemented yet (widgets/views.py)")
     page.goto(host_url(live_server, shop_key))
     open_panel(page)
     page.get_by_role("button", name="I have a question").click()
