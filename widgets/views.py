@@ -15,20 +15,12 @@ Nothing a shopper sends is ever rendered here: answers are JSON with ``nosniff``
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
-import re
-import time
-from dataclasses import dataclass
-from threading import Lock
 from typing import Any
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from marshmallow import Schema, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,52 +29,32 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ccms_addon.errors import error_response
 from ccms_addon.jobs.notify import enqueue_merchant_notification
 from ccms_addon.money import format_amount
-from ccms_addon.runtime import Runtime
-from ccms_addon.store.models import (Customer, Order, OrderLine, Shop, ShopStatus, VocChannel,
-                                     VocEvent, VocItem, VocKind, VocStatus)
+from ccms_addon.store.models import (Customer, Order, OrderLine, VocChannel, VocEvent, VocItem,
+                                     VocKind, VocStatus)
 from ccms_addon.store.voc import NewVocItem, record_voc_item
+from ccms_addon.widgets.cors import WIDGET_HEADER, add_cors_headers, preflight, same_origin
+from ccms_addon.widgets.errors import WidgetRequestError
 from ccms_addon.widgets.schemas import (FormTokenSchema, OrderLookupSchema, RequestLookupSchema,
                                         RequestStatusSchema, ShopperOrderSchema,
-                                        VocItemCreateSchema, VocReceiptSchema, WidgetConfigSchema,
-                                        digits, MIN_PHONE_DIGITS)
-from ccms_addon.widgets.settings import LOCALES, widget_settings
+                                        VocItemCreateSchema, VocReceiptSchema, digits,
+                                        MIN_PHONE_DIGITS)
+from ccms_addon.widgets.shops import (SHOPS_EXTENSION, ShopDirectory, WidgetShop, current_runtime,
+                                      current_shops)
+from ccms_addon.widgets.tokens import form_token, form_token_problem
 
 bp = Blueprint("widgets", __name__)
+bp.after_request(add_cors_headers)
 log = logging.getLogger(__name__)
 
 PREFIX = "/widget/v1/<widget_key>"
 #: largest body a write may carry (the app-wide limit stays 1 MiB for webhooks)
 MAX_WRITE_BODY = 16 * 1024
-#: the form token must be at least this old (people take longer to write) and at most this old
-MIN_FILL_SECONDS = 3
-MAX_TOKEN_AGE = 24 * 3600
-TOKEN_SALT = "ccms-widget-form-token"
-#: seconds browsers and CDNs may keep a shop's config; a preflight's answer
+#: seconds browsers and CDNs may keep a shop's config
 CONFIG_MAX_AGE = 300
-PREFLIGHT_MAX_AGE = 600
-#: seconds a shop looked up by widget key is kept in this process
-SHOP_CACHE_TTL = 30.0
-#: the header every write must carry (it forces a CORS preflight: no plain cross-site form can post)
-WIDGET_HEADER = "X-CCMS-Widget"
-ALLOWED_REQUEST_HEADERS = ("content-type", WIDGET_HEADER.lower())
-EXPOSED_HEADERS = "ETag, Retry-After"
-#: where the shop directory is kept in ``app.extensions``
-SHOPS_EXTENSION = "ccms_widget_shops"
 #: orders sharing one number (``#1001`` and ``1001``) compared per lookup, at most
 MAX_CANDIDATES = 5
-SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff",
-                    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
-_WIDGET_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: compared against when there is no row, so a miss costs what a mismatch costs
 _NOTHING = "\x00"
-
-
-class WidgetRequestError(Exception):
-    """An answer in the project's one error shape, raised from anywhere in a request."""
-
-    def __init__(self, status: int, code: str, message: str, fields: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.fields = status, code, message, fields
 
 
 @bp.errorhandler(WidgetRequestError)
@@ -97,207 +69,9 @@ def _store_unavailable(exc: SQLAlchemyError):
                           headers={"Retry-After": "5"})
 
 
-# --------------------------------------------------------------------------------------------------
-# Storefront origins (CORS)
-# --------------------------------------------------------------------------------------------------
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin_of(url: str | None) -> str | None:
-    """``scheme://host[:port]`` of a URL or an Origin header, lower-cased; None if not http(s)."""
-    try:
-        parts = urlsplit((url or "").strip())
-        scheme, host, port = parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
-    except ValueError:
-        return None
-    if scheme not in _DEFAULT_PORTS or not host:
-        return None
-    return f"{scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[scheme] else "")
-
-
-def platform_origins(platform: str, domain: str) -> set[str]:
-    """The storefront origins a platform gives a shop by default (custom domains come from the
-    merchant's ``storefront_origins``). Shopify: the myshopify.com domain; WooCommerce: the site
-    URL itself; Cafe24: the default domain ``<mall>.cafe24.com``, the ``<mall>.cafe24shop.com``
-    form, and the mobile shop ``m.<mall>.cafe24.com``."""
-    domain = (domain or "").strip().lower()
-    if not domain:
-        return set()
-    if platform == "shopify":
-        found = {origin_of(f"https://{domain}")}
-    elif platform == "woocommerce":
-        found = {origin_of(domain if "://" in domain else f"https://{domain}")}
-    elif platform == "cafe24":
-        found = {origin_of(f"https://{domain}.cafe24.com"),
-                 origin_of(f"https://{domain}.cafe24shop.com"),
-                 origin_of(f"https://m.{domain}.cafe24.com")}
-    else:
-        found = set()
-    return {o for o in found if o}
-
-
-# --------------------------------------------------------------------------------------------------
-# The shop behind a widget key, cached briefly in the process
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WidgetShop:
-    id: int
-    active: bool
-    origins: frozenset[str]
-    categories: frozenset[str]
-    consent_required: bool
-    ack_promise_hours: int
-    default_locale: str
-    config_body: bytes
-    etag: str  # unquoted; strong
-
-    def allows(self, origin: str | None) -> bool:
-        return origin_of(origin) in self.origins if origin else False
-
-
-def strings_url(public_url: str, locale: str) -> str:
-    """The strings of the shop's default language, by the content-hashed name the asset build
-    wrote to ``static/manifest.json`` (the loader itself knows every locale's file)."""
-    from ccms_addon.widgets import assets
-    name = f"{locale}.json"
-    try:
-        manifest = json.loads((assets.STATIC / "manifest.json").read_text("utf-8"))
-        name = manifest[name]["file"]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        log.warning("no built strings for %r in the widget's asset manifest", locale)
-    return f"{public_url}/widget/v1/assets/{name}"
-
-
-def _public_config(shop: Shop, settings: dict, public_url: str) -> tuple[dict, str]:
-    stored = (shop.settings or {}).get("widget") or {}
-    locale = settings["default_locale"]
-    if "default_locale" not in stored and (shop.locale or "")[:2].lower() in LOCALES:
-        locale = shop.locale[:2].lower()
-    hours = dict(settings["hours"])
-    if "timezone" not in (stored.get("hours") or {}):
-        try:
-            ZoneInfo(shop.timezone or "UTC")
-            hours["timezone"] = shop.timezone or "UTC"
-        except (ValueError, KeyError, OSError):
-            pass
-    config = dict(
-        shop=dict(name=shop.name or shop.domain, default_locale=locale),
-        position=settings["position"], offset_bottom=settings["offset_bottom"],
-        color=settings["color"], text_color=settings["text_color"], top_bar=settings["top_bar"],
-        contact=dict(phone=settings["phone"], email=settings["email"],
-                     kakao_channel_url=settings["kakao_channel_url"],
-                     chat_url=settings["chat_url"], links=settings["links"]),
-        hours=hours, ack_promise_hours=settings["ack_promise_hours"],
-        consent_text=settings["consent_text"], categories=settings["categories"],
-        strings_url=strings_url(public_url, locale))
-    return WidgetConfigSchema().dump(config), locale
-
-
-class ShopDirectory:
-    """Widget key → :class:`WidgetShop`. Found shops (installed or not) are cached for
-    :data:`SHOP_CACHE_TTL` seconds; unknown keys are not, so a new shop is found at once."""
-
-    def __init__(self, runtime: Runtime):
-        self.runtime = runtime
-        self._cache: dict[str, tuple[float, WidgetShop]] = {}
-        self._lock = Lock()
-
-    def get(self, widget_key: str) -> WidgetShop | None:
-        if not _WIDGET_KEY.match(widget_key or ""):
-            return None
-        now = time.monotonic()
-        hit = self._cache.get(widget_key)
-        if hit and hit[0] > now:
-            return hit[1]
-        with self.runtime.db.session() as session:
-            shop = session.scalar(select(Shop).where(Shop.widget_key == widget_key))
-            if shop is None:
-                return None
-            entry = self._entry(shop)
-        with self._lock:
-            self._cache[widget_key] = (now + SHOP_CACHE_TTL, entry)
-        return entry
-
-    def forget(self, widget_key: str | None = None) -> None:
-        """Drop one cached shop (after its settings changed) or all of them."""
-        with self._lock:
-            if widget_key is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(widget_key, None)
-
-    def _entry(self, shop: Shop) -> WidgetShop:
-        try:
-            settings = widget_settings(shop.settings)
-        except ValidationError:
-            log.error("shop %s has invalid widget settings; serving the defaults", shop.id)
-            settings = widget_settings({})
-        config, locale = _public_config(shop, settings, self.runtime.settings.public_url)
-        body = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-        extra = {origin_of(o) for o in settings["storefront_origins"]}
-        return WidgetShop(
-            id=shop.id, active=shop.status is ShopStatus.ACTIVE,
-            origins=frozenset({o for o in extra if o}
-                              | platform_origins(shop.platform, shop.domain)),
-            categories=frozenset(c["key"] for c in settings["categories"]),
-            consent_required=bool(settings["consent_text"]),
-            ack_promise_hours=settings["ack_promise_hours"], default_locale=locale,
-            config_body=body, etag=hashlib.sha256(body).hexdigest()[:32])
-
-
 @bp.record_once
 def _setup(state) -> None:
     state.app.extensions[SHOPS_EXTENSION] = ShopDirectory(state.app.extensions["ccms"])
-
-
-def _runtime() -> Runtime:
-    return current_app.extensions["ccms"]
-
-
-def _shops() -> ShopDirectory:
-    return current_app.extensions[SHOPS_EXTENSION]
-
-
-# --------------------------------------------------------------------------------------------------
-# The form token (minimum fill time)
-# --------------------------------------------------------------------------------------------------
-
-
-class _IssuedAtSigner(TimestampSigner):
-    """A TimestampSigner whose clock can be set, so tests can make an old token without sleeping."""
-
-    def __init__(self, *args: Any, issued_at: float | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.issued_at = issued_at
-
-    def get_timestamp(self) -> int:
-        return int(self.issued_at) if self.issued_at is not None else super().get_timestamp()
-
-
-def form_token(secret_key: str, shop_id: int, *, issued_at: float | None = None) -> str:
-    """A signed, timestamped token naming the shop, fetched when the panel opens."""
-    return URLSafeTimedSerializer(secret_key, salt=TOKEN_SALT, signer=_IssuedAtSigner,
-                                  signer_kwargs={"issued_at": issued_at}).dumps({"shop": shop_id})
-
-
-def form_token_problem(secret_key: str, shop_id: int, token: str) -> str | None:
-    """Why ``token`` is not acceptable for a submission to ``shop_id`` now, or None."""
-    invalid = "This form is not valid any more; reload the page and try again."
-    try:
-        payload, issued = URLSafeTimedSerializer(secret_key, salt=TOKEN_SALT).loads(
-            token, max_age=MAX_TOKEN_AGE, return_timestamp=True)
-    except SignatureExpired:
-        return "This form has expired; reload the page and try again."
-    except (BadData, UnicodeError):
-        return invalid
-    if not isinstance(payload, dict) or payload.get("shop") != shop_id:
-        return invalid
-    if time.time() - issued.timestamp() < MIN_FILL_SECONDS:
-        return "Sent too quickly; wait a moment and send again."
-    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,14 +84,14 @@ def _guard():
     widget_key = (request.view_args or {}).get("widget_key")
     if widget_key is None:
         return None
-    shop = _shops().get(widget_key)
+    shop = current_shops().get(widget_key)
     g.widget_shop = shop
     if shop is None or not shop.active:
         raise WidgetRequestError(404, "unknown_widget", "No shop uses this widget key.")
     origin = request.headers.get("Origin")
-    allowed = origin is None or shop.allows(origin) or _same_origin(origin)
+    allowed = origin is None or shop.allows(origin) or same_origin(origin)
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-        return _preflight(origin, allowed)
+        return preflight(origin, allowed)
     if request.method != "POST":
         return None
     if not allowed:
@@ -333,53 +107,6 @@ def _guard():
         raise WidgetRequestError(415, "unsupported_media_type",
                                  "Send the body as Content-Type: application/json.")
     return None
-
-
-def _same_origin(origin: str) -> bool:
-    """Pages served by the add-on itself (the demo storefronts) post same-origin."""
-    mine = origin_of(origin)
-    return mine is not None and mine in (origin_of(_runtime().settings.public_url),
-                                         origin_of(request.host_url))
-
-
-def _preflight(origin: str | None, allowed: bool):
-    method = request.headers.get("Access-Control-Request-Method", "")
-    wanted = {h.strip().lower() for h in
-              request.headers.get("Access-Control-Request-Headers", "").split(",") if h.strip()}
-    if not origin or not allowed:
-        raise WidgetRequestError(403, "origin_not_allowed",
-                                 "This page's origin is not one of the shop's storefronts.")
-    if method not in ("GET", "POST") or not wanted <= set(ALLOWED_REQUEST_HEADERS):
-        raise WidgetRequestError(403, "preflight_refused",
-                                 "Only GET and POST with Content-Type and X-CCMS-Widget "
-                                 "are allowed.")
-    response = Response(status=204)
-    del response.headers["Content-Type"]
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST"
-    response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-CCMS-Widget"
-    response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
-    return response
-
-
-@bp.after_request
-def _cors(response: Response) -> Response:
-    response.vary.add("Origin")
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    origin = request.headers.get("Origin")
-    if not origin:
-        return response
-    if "widget_shop" in g:
-        shop = g.widget_shop
-    else:  # answered before the guard ran (a rate limit)
-        try:
-            shop = _shops().get((request.view_args or {}).get("widget_key", ""))
-        except SQLAlchemyError:
-            shop = None
-    if shop is not None and shop.active and (shop.allows(origin) or _same_origin(origin)):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-    return response
 
 
 def _too_large() -> WidgetRequestError:
@@ -495,7 +222,7 @@ def submit_voc(widget_key: str):
     if problem:
         raise WidgetRequestError(422, "validation_error", "Some fields are not valid.",
                                  {"json": {"token": [problem]}})
-    runtime = _runtime()
+    runtime = current_runtime()
     order_id = customer_id = None
     if args["order_number"]:
         with runtime.db.session() as session:
@@ -536,7 +263,7 @@ def lookup_order(widget_key: str):
     shop: WidgetShop = g.widget_shop
     args = _load(OrderLookupSchema(), _json_body())
     email, phone = split_contact(args["contact"])
-    with _runtime().db.session() as session:
+    with current_runtime().db.session() as session:
         matched = _match_order(_candidate_orders(session, shop.id, args["order_number"]),
                                email, phone)
         order = session.get(Order, matched.id) if matched else None
@@ -560,7 +287,7 @@ def lookup_requests(widget_key: str):
     shop: WidgetShop = g.widget_shop
     args = _load(RequestLookupSchema(), _json_body())
     email, phone = split_contact(args["contact"])
-    with _runtime().db.session() as session:
+    with current_runtime().db.session() as session:
         item = session.execute(
             select(VocItem.id, VocItem.reference, VocItem.kind, VocItem.status, VocItem.created_at,
                    VocItem.contact_email, VocItem.contact_phone)

@@ -30,8 +30,9 @@ from ccms_addon.store.models import (Merchant, OutboundMessage, OutboundStatus, 
 from ccms_addon.widgets import ratelimit
 from ccms_addon.widgets.assets import STATIC
 from ccms_addon.widgets.schemas import SHOPPER_KINDS
-from ccms_addon.widgets.views import (MAX_WRITE_BODY, SHOPS_EXTENSION, form_token,
-                                      form_token_problem, platform_origins)
+from ccms_addon.widgets.shops import SHOPS_EXTENSION, platform_origins
+from ccms_addon.widgets.tokens import form_token, form_token_problem
+from ccms_addon.widgets.views import MAX_WRITE_BODY
 from tests.jobs.test_notify import (MERCHANT_EMAIL, free_port, run_worker, settings,  # noqa: F401
                                     smtp_server)
 
