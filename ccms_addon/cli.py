@@ -246,13 +246,26 @@ def worker(burst: bool, dispatcher: bool) -> None:
     set_current(runtime)
     redis = runtime.redis
     os.environ.setdefault("CCMS_REDIS_URL", _redis_url(redis))
+    # Imported once here, not in every forked work-horse (that import cost ~200 ms a job).
+    import ccms_addon.jobs.notify  # noqa: F401
+    import ccms_addon.jobs.pipeline  # noqa: F401
+    from redis.exceptions import ConnectionError as RedisConnectionError
     child = None
     if dispatcher:
         child = subprocess.Popen([sys.executable, "-m", "ccms_addon.cli", "dispatcher"],
                                  env=os.environ.copy())
     try:
         queues = [queue(name, redis, runtime.settings) for name in ALL_QUEUES]
-        Worker(queues, connection=redis).work(burst=burst, with_scheduler=True)
+        while True:
+            rq_worker = Worker(queues, connection=redis)
+            try:
+                rq_worker.work(burst=burst, with_scheduler=True)
+            except RedisConnectionError:
+                # Redis restarted or briefly unreachable: wait and start over, never exit
+                console.print("[yellow]Redis unreachable; the worker retries in 2 s[/yellow]")
+                time.sleep(2)
+                continue
+            break  # a stop was asked for (SIGTERM/SIGINT) or the burst is done
     finally:
         if child is not None:
             child.terminate()

@@ -63,18 +63,30 @@ def _fresh_pg_database(admin_url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory) -> str:
+def database_url(tmp_path_factory) -> Iterator[str]:
     kind = os.environ.get("CCMS_TEST_DB", "sqlite")
-    if kind == "postgresql":
-        admin = _postgres_url()
-        if admin is None:
-            pytest.exit("CCMS_TEST_DB=postgresql but no PostgreSQL is reachable", returncode=2)
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        url = _fresh_pg_database(admin, f"ccms_test_{worker}")
-    else:
+    if kind != "postgresql":
         url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'ccms.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    admin = _postgres_url()
+    if admin is None:
+        pytest.exit("CCMS_TEST_DB=postgresql but no PostgreSQL is reachable", returncode=2)
+    # one database per test session, so two suites on one server never drop each other's
+    name = f"ccms_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
+    url = _fresh_pg_database(admin, name)
     upgrade(url)
-    return url
+    yield url
+    _drop_pg_database(admin, name)
+
+
+def _drop_pg_database(admin_url: str, name: str) -> None:
+    engine = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                           isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

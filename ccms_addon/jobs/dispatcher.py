@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from rq import Queue
+from rq.job import Job, JobStatus
 from sqlalchemy import or_, select, update
 
 from ccms_addon.jobs.notify import sweep_unnotified
@@ -45,31 +46,65 @@ def delivery_job_id(delivery_id: int) -> str:
     return f"delivery-{delivery_id}"
 
 
+#: RQ states in which a delivery's job is still on its way: the sweep only extends its lease
+_WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+#: a started job counts as running only while its worker's heartbeat is this fresh (RQ beats every
+#: 30 s); a SIGKILLed worker leaves its job "started" until RQ's own cleanup, much later
+HEARTBEAT_GRACE = timedelta(seconds=90)
+
+
 def dispatch_due(runtime: Runtime, limit: int | None = None) -> int:
-    """Enqueue the deliveries that are due; returns how many were handed to RQ."""
+    """Enqueue the deliveries that are due; returns how many were handed to RQ.
+
+    A row whose lease ran out while its job is still queued or running (a backlog, a slow job)
+    keeps its job and gets a new lease: the sweep re-sends only jobs that are really gone.
+    """
     settings = runtime.settings
     limit = limit or settings.dispatch_batch
     now = utcnow()
     with runtime.db.engine.connect() as conn:
-        ids = list(conn.scalars(
-            select(WebhookDelivery.id)
+        rows = conn.execute(
+            select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
             .where(WebhookDelivery.status.not_in(FINAL_STATES),
                    or_(WebhookDelivery.next_attempt_at.is_(None),
                        WebhookDelivery.next_attempt_at <= now))
-            .order_by(WebhookDelivery.id).limit(limit)))
-    if not ids:
+            .order_by(WebhookDelivery.id).limit(limit)).all()
+    if not rows:
         return 0
+    redis = runtime.redis
+    swept = [r.id for r in rows if r.next_attempt_at is not None]
+    in_flight = _jobs_in_flight(redis, swept) if swept else set()
+    to_enqueue = [r.id for r in rows if r.id not in in_flight]
     # Lease first: if Redis is down the rows simply come due again when the lease runs out.
     lease = now + timedelta(seconds=settings.sweep_after)
     with runtime.db.engine.begin() as conn:
         conn.execute(update(WebhookDelivery)
-                     .where(WebhookDelivery.id.in_(ids),
+                     .where(WebhookDelivery.id.in_([r.id for r in rows]),
                             WebhookDelivery.status.not_in(FINAL_STATES))
                      .values(next_attempt_at=lease))
-    q: Queue = queue(DELIVERIES_QUEUE, runtime.redis, settings)
-    q.enqueue_many([Queue.prepare_data(PROCESS_DELIVERY, args=(i,), job_id=delivery_job_id(i),
-                                       result_ttl=RESULT_TTL, timeout=JOB_TIMEOUT) for i in ids])
-    return len(ids)
+    if to_enqueue:
+        q: Queue = queue(DELIVERIES_QUEUE, redis, settings)
+        q.enqueue_many([Queue.prepare_data(PROCESS_DELIVERY, args=(i,), job_id=delivery_job_id(i),
+                                           result_ttl=RESULT_TTL, timeout=JOB_TIMEOUT)
+                        for i in to_enqueue])
+    return len(to_enqueue)
+
+
+def _jobs_in_flight(redis, delivery_ids: list[int]) -> set[int]:
+    """Deliveries whose RQ job still exists and is queued, scheduled or running."""
+    jobs = Job.fetch_many([delivery_job_id(i) for i in delivery_ids], connection=redis)
+    fresh_since = utcnow() - HEARTBEAT_GRACE
+    in_flight = set()
+    for delivery_id, job in zip(delivery_ids, jobs):
+        if job is None:
+            continue
+        status = job.get_status(refresh=False)
+        beat = job.last_heartbeat
+        if beat is not None and beat.tzinfo is None:
+            beat = beat.replace(tzinfo=timezone.utc)
+        if status in _WAITING or (status == JobStatus.STARTED and beat and beat >= fresh_since):
+            in_flight.add(delivery_id)
+    return in_flight
 
 
 class Dispatcher:
