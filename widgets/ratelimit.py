@@ -37,8 +37,8 @@ PER_SHOP = "shop"
 #: endpoint → [(limit, counted by)]. A storefront loads ``config`` once per visitor and 5 minutes
 #: (it is cacheable); ``token`` once per panel opening. Writes are what a person can type; lookups
 #: allow a few mistakes but make guessing order numbers and contacts slow (20/min, 200/day per IP).
+#: ``config`` has none: a cached public document, cheaper to serve than to count (CDN-cacheable)
 DEFAULT_LIMITS: Mapping[str, Sequence[tuple[str, str]]] = {
-    "widgets.config": [("120/minute", PER_IP)],
     "widgets.form_token": [("60/minute", PER_IP)],
     "widgets.submit_voc": [("10/minute", PER_IP), ("300/minute", PER_SHOP)],
     "widgets.lookup_order": [("20/minute;200/day", PER_IP), ("600/minute", PER_SHOP)],

@@ -7,6 +7,7 @@ The directory lives in ``app.extensions[SHOPS_EXTENSION]``, installed when the w
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -90,6 +91,8 @@ class WidgetShop:
     ack_promise_hours: int
     default_locale: str
     config_body: bytes
+    #: the same body gzipped once: it is on the shopper's path before any interaction
+    config_body_gzip: bytes
     etag: str  # unquoted; strong
 
     def allows(self, origin: str | None) -> bool:
@@ -183,7 +186,8 @@ class ShopDirectory:
             categories=frozenset(c["key"] for c in settings["categories"]),
             consent_required=bool(settings["consent_text"]),
             ack_promise_hours=settings["ack_promise_hours"], default_locale=locale,
-            config_body=body, etag=hashlib.sha256(body).hexdigest()[:32])
+            config_body=body, config_body_gzip=gzip.compress(body, 9, mtime=0),
+            etag=hashlib.sha256(body).hexdigest()[:32])
 
 
 def current_runtime() -> Runtime:

@@ -193,8 +193,12 @@ def config(widget_key: str):
     shop: WidgetShop = g.widget_shop
     if request.if_none_match.contains_weak(shop.etag):
         response = Response(status=304)
+    elif "gzip" in request.accept_encodings:
+        response = Response(shop.config_body_gzip, mimetype="application/json")
+        response.headers["Content-Encoding"] = "gzip"
     else:
         response = Response(shop.config_body, mimetype="application/json")
+    response.vary.add("Accept-Encoding")
     response.set_etag(shop.etag)
     response.headers["Cache-Control"] = f"public, max-age={CONFIG_MAX_AGE}"
     return response

@@ -675,3 +675,16 @@ def test_fuzz_voc_never_answers_5xx(runtime, shop, orders, data):
     assert response.status_code in (201, 400, 422)
     raw = data.draw(st.binary(max_size=300))
     assert widget.post("voc", raw=raw).status_code in (400, 422)
+
+
+def test_config_is_served_gzipped_to_browsers_that_accept_it(widget_app, shop):
+    import gzip
+    client = widget_app.test_client()
+    url = f"/widget/v1/{shop.widget_key}/config"
+    plain = client.get(url)
+    zipped = client.get(url, headers={"Accept-Encoding": "gzip, br"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["Vary"]
+    assert gzip.decompress(zipped.data) == plain.data
+    assert zipped.headers["ETag"] == plain.headers["ETag"]
+    assert len(zipped.data) < len(plain.data)
