@@ -205,8 +205,20 @@ def run_loadgen(cfg: dict) -> dict:
             conn.intended = intended
             conn.started = time.time()
             conn.out = memoryview(factory.request(seq))
-            sel.register(conn.sock, selectors.EVENT_WRITE, conn)
+            # on loopback the handshake is usually done already: try to send at once
+            try:
+                sent = conn.sock.send(conn.out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            conn.out = conn.out[sent:] if sent < len(conn.out) else None
+            sel.register(conn.sock, selectors.EVENT_READ if conn.out is None
+                         else selectors.EVENT_WRITE, conn)
         except OSError as exc:
+            if conn is not None:
+                conn.sock.close()
+                if conn.reused:  # a kept-alive connection that went stale: open a new one
+                    counts["retried"] += 1
+                    return launch(intended, None, seq)
             fail(None, exc)
             return
         inflight += 1
@@ -316,6 +328,8 @@ def run_loadgen(cfg: dict) -> dict:
                     launch(time.time())
         elif inflight == 0 or now > drain_until:
             break
+        if counts["errors"] >= 1000 and counts["errors"] > counts["completed"]:
+            break  # the server is gone: stop rather than spin through max_requests
         if rate and sending:
             timeout = max(0.0, min(next_due - time.time(), 0.05))
         else:
@@ -330,7 +344,8 @@ def run_loadgen(cfg: dict) -> dict:
     with open(cfg["latency_file"], "wb") as fh:
         latencies.tofile(fh)
     return {"issued": issued, "unanswered": unanswered, "statuses": statuses, "error_kinds": errors,
-            "cpu_seconds": time.process_time() - cpu_start, "elapsed": time.time() - start_at,
+            "cpu_seconds": time.process_time() - cpu_start, "cpu_total": time.process_time(),
+            "elapsed": time.time() - start_at,
             "window": cfg["duration"], **counts}
 
 
@@ -394,13 +409,120 @@ def _raise_exit(signum, _frame):
     raise SystemExit(128 + signum)
 
 
+HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            data = fh.read()
+    except OSError:
+        return 0
+    fields = data[data.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _scan_proc() -> list[tuple[int, int, bytes]]:
+    """(pid, parent pid, command line) of every process."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                data = fh.read()
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        found.append((int(name), int(data[data.rindex(")") + 2:].split()[1]), cmdline))
+    return found
+
+
+class CpuAccount:
+    """CPU the run's own processes used — gunicorn and its workers, the PostgreSQL backends of the
+    bench databases and PostgreSQL's shared writers, the load generators — against all the
+    machine's user+system time. The difference is other people's work on a shared machine: a
+    window where it is large is measured again (see ``--max-others``)."""
+
+    def __init__(self, roots: list[int], databases: list[str]):
+        self.roots = roots
+        self.databases = [d.encode() for d in databases]
+
+    def _ours(self) -> list[int]:
+        procs = _scan_proc()
+        ours = set(self.roots)
+        for pid, ppid, cmdline in procs:
+            if ppid in self.roots:
+                ours.add(pid)
+            elif cmdline.startswith(b"postgres: ") and (
+                    any(b" " + d + b" " in cmdline for d in self.databases)
+                    or b"walwriter" in cmdline or b"checkpointer" in cmdline
+                    or b"background writer" in cmdline):
+                ours.add(pid)
+        return sorted(ours)
+
+    @staticmethod
+    def _machine() -> int:
+        try:
+            with open("/proc/stat") as fh:
+                values = [int(v) for v in fh.readline().split()[1:]]
+        except OSError:
+            return 0
+        return values[0] + values[1] + values[2]  # user + nice + system (softirq: our loopback)
+
+    def start(self) -> None:
+        self.pids = self._ours()
+        self.t0 = time.time()
+        self.machine0 = self._machine()
+        self.ours0 = {pid: _proc_ticks(pid) for pid in self.pids}
+
+    def others(self, extra_cpu_seconds: float) -> float:
+        """CPUs' worth of work done by others since :meth:`start`."""
+        elapsed = max(1e-6, time.time() - self.t0)
+        ours = sum(max(0, _proc_ticks(pid) - t) for pid, t in self.ours0.items())
+        foreign = (self._machine() - self.machine0 - ours) / HZ - extra_cpu_seconds
+        return max(0.0, foreign / elapsed)
+
+
 @dataclass
-class Result:
+class Endpoint:
+    """One gunicorn server and what was measured on it."""
+
+    key: str
     label: str
-    rps: float
-    p50: float
-    p99: float
-    counts: dict = field(default_factory=dict)
+    db: str | None
+    url: str | None = None  # its store
+    shop_id: int | None = None
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    windows: list[dict] = field(default_factory=list)  # one per closed-loop round
+    latencies: array = field(default_factory=lambda: array("d"))
+    fixed: dict | None = None  # the fixed-rate run, (c) only
+    runs: list[dict] = field(default_factory=list)  # every load sent, discarded ones included
+
+    def add(self, out: dict, latencies: array) -> None:
+        self.windows.append(out)
+        self.latencies.extend(latencies)
+
+    @property
+    def rps(self) -> float:
+        return (sum(w["ok_in_window"] for w in self.windows)
+                / sum(w["window"] for w in self.windows))
+
+    @property
+    def round_rps(self) -> list[float]:
+        return [w["ok_in_window"] / w["window"] for w in self.windows]
+
+    def percentile(self, q: float) -> float:
+        return _percentile(sorted(self.latencies), q)
+
+    def total(self, key: str) -> int:
+        return sum(run.get(key, 0) for run in self.runs)
+
+    @property
+    def others(self) -> float:
+        return sum(w["others_cpu"] for w in self.windows) / len(self.windows)
 
 
 class Bench:
@@ -413,6 +535,7 @@ class Bench:
         self.sample_bytes = self._make_template()
         self.seq = 0
         self.failures: list[str] = []
+        self.logs: list = []
 
     # ---- inputs ----------------------------------------------------------------------------------
 
@@ -434,7 +557,8 @@ class Bench:
 
     # ---- servers ---------------------------------------------------------------------------------
 
-    def gunicorn(self, app: str, env: dict, *, pythonpath: Path | None = None) -> tuple:
+    def gunicorn(self, app: str, env: dict, *, pythonpath: Path | None = None
+                 ) -> tuple[subprocess.Popen, int]:
         port = _free_port()
         cmd = [sys.executable, "-m", "gunicorn", "--worker-class", "sync",
                "--workers", str(self.args.workers), "--bind", f"127.0.0.1:{port}",
@@ -442,50 +566,85 @@ class Bench:
         if pythonpath:
             cmd += ["--pythonpath", str(pythonpath)]
         cmd.append(app)
-        log = open(self.workdir / f"gunicorn-{port}.log", "wb")
+        log_path = self.workdir / f"gunicorn-{port}.log"
+        log = open(log_path, "wb")
+        self.logs.append(log)
         proc = self.procs.start(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        probe = "/healthz" if app.startswith("ccms_addon") else "/"
+        probe = "/" if app.startswith("apps:") else "/healthz"
         deadline = time.time() + 60
+        import http.client
         while True:
             if proc.poll() is not None:
-                log.close()
                 raise SystemExit(f"gunicorn {app} exited ({proc.returncode}):\n"
-                                 + (self.workdir / f"gunicorn-{port}.log").read_text()[-3000:])
+                                 + log_path.read_text(errors="replace")[-3000:])
             try:
-                import http.client
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
                 conn.request("GET", probe)
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    break
+                status = conn.getresponse().status
                 conn.close()
+                if status == 200:
+                    return proc, port
             except OSError:
                 pass
             if time.time() > deadline:
                 raise SystemExit(f"gunicorn {app} did not answer on port {port}")
             time.sleep(0.2)
-        return proc, port, log
+
+    def store_url(self, db: str, name: str) -> str:
+        if db == "sqlite":
+            return f"sqlite:///{self.workdir / (name + '.sqlite3')}"
+        return _fresh_pg_database(self.args.pg_url, name)
+
+    def start_bare(self) -> Endpoint:
+        ep = Endpoint("a", "(a) bare Flask", None)
+        ep.proc, ep.port = self.gunicorn("apps:bare_app", _clean_env(), pythonpath=HERE)
+        return ep
+
+    def start_raw(self, db: str) -> Endpoint:
+        url = self.store_url(db, "ccms_bench_raw")
+        _execute(url, _raw_schema(url))
+        env = {**_clean_env(), "BENCH_RAW_DATABASE_URL": url, "BENCH_SHOPIFY_SECRET": SECRET}
+        ep = Endpoint("b", "(b) HMAC + INSERT (driver)", db, url)
+        ep.proc, ep.port = self.gunicorn("apps:raw_app", env, pythonpath=HERE)
+        return ep
+
+    def start_app(self, db: str) -> Endpoint:
+        """The real app on a fresh store: ``ccms-addon db upgrade``, ``ccms-addon shops add``."""
+        url = self.store_url(db, "ccms_bench")
+        env = {**_clean_env(), "CCMS_DATABASE_URL": url, "CCMS_SHOPIFY_API_SECRET": SECRET,
+               "CCMS_SECRET_KEY": "bench-secret-key", "CCMS_VAR_DIR": str(self.workdir / f"var-{db}")}
+        cli = _cli()
+        subprocess.run(cli + ["db", "upgrade"], env=env, check=True, cwd=self.workdir,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shop = subprocess.run(cli + ["shops", "add", "--platform", "shopify", "--domain", SHOP_DOMAIN],
+                              env=env, check=True, cwd=self.workdir, capture_output=True, text=True)
+        ep = Endpoint("c", "(c) /webhooks/shopify", db, url)
+        ep.shop_id = int(json.loads(shop.stdout.strip().splitlines()[-1])["shop_id"])
+        ep.proc, ep.port = self.gunicorn(self.args.app, env, pythonpath=self.args.app_pythonpath)
+        return ep
 
     # ---- load ------------------------------------------------------------------------------------
 
-    def load(self, port: int, *, rate: float | None = None, duration: float | None = None) -> dict:
+    def load(self, port: int, *, duration: float, warmup: float, rate: float | None = None
+             ) -> tuple[dict, array]:
+        """Run the load generator process(es) against one port; merged counters and latencies."""
         args = self.args
-        duration = duration or args.duration
         procs = 1 if rate else args.loadgen_procs
-        start_at = time.time() + 1.0
+        self.account.start()
+        start_at = time.time() + 0.5
         configs, handles = [], []
-        for i in range(procs):
+        for _ in range(procs):
             self.seq += 1
-            latency_file = self.workdir / f"lat-{self.seq}.bin"
             cfg = dict(host="127.0.0.1", port=port, path="/webhooks/shopify",
-                       template=str(self.template), secret=SECRET, tag=os.getpid() << 8 | self.seq,
+                       template=str(self.template), secret=SECRET,
+                       tag=(os.getpid() & 0xffffff) << 8 | (self.seq & 0xff),
                        id_base=(5_000_000 + self.seq) * 10**9,
-                       connections=max(1, (args.connections // procs) if not rate else 512),
+                       connections=512 if rate else max(1, args.connections // procs),
                        rate=(rate / procs) if rate else None,
-                       max_requests=(int(rate * (duration + args.warmup) * 1.01 + 1) if rate
+                       max_requests=(int(rate * (duration + warmup) * 1.01 + 1) if rate
                                      else args.max_requests // procs),
-                       start_at=start_at, warmup=args.warmup, duration=duration,
-                       timeout=30.0, latency_file=str(latency_file))
+                       start_at=start_at, warmup=warmup, duration=duration,
+                       timeout=30.0, latency_file=str(self.workdir / f"lat-{self.seq}.bin"))
             cfg_file = self.workdir / f"loadgen-{self.seq}.json"
             cfg_file.write_text(json.dumps(cfg))
             out = open(self.workdir / f"loadgen-{self.seq}.out", "w+")
@@ -493,7 +652,7 @@ class Bench:
                                      str(cfg_file)], stdout=out, own_group=False)
             configs.append(cfg)
             handles.append((proc, out))
-        merged: dict = {"statuses": {}, "error_kinds": {}}
+        merged: dict = {"statuses": {}, "error_kinds": {}, "window": duration}
         latencies = array("d")
         for (proc, out), cfg in zip(handles, configs):
             proc.wait()
@@ -503,8 +662,7 @@ class Bench:
             out.close()
             if proc.returncode != 0:
                 raise SystemExit(f"load generator failed ({proc.returncode}): {text[-2000:]}")
-            result = json.loads(text)
-            for key, value in result.items():
+            for key, value in json.loads(text).items():
                 if isinstance(value, dict):
                     for k, v in value.items():
                         merged[key][k] = merged[key].get(k, 0) + v
@@ -512,97 +670,101 @@ class Bench:
                     merged[key] = merged.get(key, 0) + value
             with open(cfg["latency_file"], "rb") as fh:
                 latencies.frombytes(fh.read())
-        ordered = sorted(latencies)
-        merged["rps"] = merged["ok_in_window"] / duration
-        merged["p50"] = _percentile(ordered, 0.50)
-        merged["p99"] = _percentile(ordered, 0.99)
-        merged["max"] = ordered[-1] if ordered else float("nan")
-        merged["loadgen_cpu"] = merged["cpu_seconds"] / (duration + args.warmup)
-        return merged
+        merged["loadgen_cpu"] = merged["cpu_seconds"] / (duration + warmup)
+        merged["others_cpu"] = self.account.others(merged["cpu_total"])
+        return merged, latencies
 
-    def measure(self, label: str, port: int, *, rate: float | None = None) -> Result:
-        kind = f"{rate:.0f}/s fixed rate" if rate else f"{self.args.connections} connections"
-        with self.console.status(f"{label}: {kind}, {self.args.warmup:g} s warm-up + "
-                                 f"{self.args.duration:g} s"):
-            out = self.load(port, rate=rate)
+    def _report_problems(self, ep: Endpoint, out: dict) -> None:
         bad = {k: v for k, v in out["statuses"].items() if not k.startswith("2")}
-        note = ""
         if bad or out["errors"] or out["unanswered"]:
-            note = (f" [red]non-2xx {bad} errors {out['error_kinds']} "
-                    f"unanswered {out['unanswered']}[/red]")
-        self.console.print(f"  {label:<34} {out['rps']:8.0f} req/s  p50 {out['p50'] * 1e3:7.2f} ms  "
-                           f"p99 {out['p99'] * 1e3:7.2f} ms  ({out['completed']} answered, "
-                           f"load generator {out['loadgen_cpu']:.0%} of a CPU){note}")
-        return Result(label, out["rps"], out["p50"], out["p99"], out)
+            self.failures.append(f"{ep.label} {ep.db or ''}: non-2xx {bad}, errors "
+                                 f"{out['error_kinds']}, unanswered {out['unanswered']}")
 
-    # ---- stores ----------------------------------------------------------------------------------
+    def _contaminated(self, out: dict, attempt: int, name: str) -> bool:
+        """True if other work took too much CPU during the window and it is measured again."""
+        if out["others_cpu"] <= self.args.max_others or attempt >= self.args.retries:
+            return False
+        self.console.print(f"  [yellow]discarded {name}: other processes used "
+                           f"{out['others_cpu']:.2f} CPU during the window; measuring again[/yellow]")
+        wait_for_quiet(self.console, self.args.retry_wait)
+        return True
 
-    def store_url(self, db: str, name: str) -> str:
-        if db == "sqlite":
-            return f"sqlite:///{self.workdir / (name + '.sqlite3')}"
-        return _fresh_pg_database(self.args.pg_url, name)
+    def closed_round(self, ep: Endpoint, round_no: int, slot: float, warmup: float) -> None:
+        name = f"{ep.label}{', ' + ep.db if ep.db else ''}"
+        for attempt in range(self.args.retries + 1):
+            with self.console.status(f"round {round_no}: {name}: {self.args.connections} connections"):
+                out, latencies = self.load(ep.port, duration=slot, warmup=warmup)
+            ep.runs.append(out)
+            self._report_problems(ep, out)
+            if not self._contaminated(out, attempt, f"round {round_no} of {name}"):
+                break
+        ep.add(out, latencies)
+        ordered = sorted(latencies)
+        self.console.print(f"  round {round_no}  {name:<40} {out['ok_in_window'] / slot:7.0f} req/s  "
+                           f"p50 {_percentile(ordered, .5) * 1e3:6.2f} ms  "
+                           f"p99 {_percentile(ordered, .99) * 1e3:7.2f} ms  "
+                           f"(load generator {out['loadgen_cpu']:.2f} CPU, others {out['others_cpu']:.2f})")
 
-    def run_bare(self) -> Result:
-        env = _clean_env()
-        proc, port, log = self.gunicorn("apps:bare_app", env, pythonpath=HERE)
-        try:
-            return self.measure("(a) bare Flask", port)
-        finally:
-            self.procs.stop(proc)
-            log.close()
+    def fixed_rate(self, ep: Endpoint, rate: float) -> None:
+        duration = self.args.fixed_duration
+        for attempt in range(self.args.retries + 1):
+            with self.console.status(f"{ep.label}, {ep.db}: {rate:.0f} deliveries/s for {duration:g} s"):
+                out, latencies = self.load(ep.port, duration=duration, warmup=self.args.warmup,
+                                           rate=rate)
+            ep.runs.append(out)
+            self._report_problems(ep, out)
+            if not self._contaminated(out, attempt, f"the fixed-rate run of {ep.label}, {ep.db}"):
+                break
+        ordered = sorted(latencies)
+        out.update(rps=out["ok_in_window"] / duration, p50=_percentile(ordered, .5),
+                   p99=_percentile(ordered, .99), max=ordered[-1] if ordered else float("nan"))
+        ep.fixed = out
+        self.console.print(f"  fixed    {ep.label + ', ' + ep.db + f' at {rate:.0f}/s':<40} "
+                           f"{out['rps']:7.0f} req/s  p50 {out['p50'] * 1e3:6.2f} ms  "
+                           f"p99 {out['p99'] * 1e3:7.2f} ms  (others {out['others_cpu']:.2f} CPU)")
 
-    def run_raw(self, db: str) -> Result:
-        url = self.store_url(db, "ccms_bench_raw")
-        _execute(url, _raw_schema(url))
-        env = {**_clean_env(), "BENCH_RAW_DATABASE_URL": url, "BENCH_SHOPIFY_SECRET": SECRET}
-        proc, port, log = self.gunicorn("apps:raw_app", env, pythonpath=HERE)
-        try:
-            result = self.measure(f"(b) raw HMAC + INSERT, {db}", port)
-        finally:
-            self.procs.stop(proc)
-            log.close()
-        stored = _count(url, "SELECT count(*) FROM raw_deliveries")
-        self._check_stored(result.counts["accepted"], stored, "(b)")
-        return result
-
-    def run_app(self, db: str) -> tuple[Result, Result]:
-        url = self.store_url(db, "ccms_bench")
-        var_dir = self.workdir / f"var-{db}"
-        env = {**_clean_env(), "CCMS_DATABASE_URL": url, "CCMS_SHOPIFY_API_SECRET": SECRET,
-               "CCMS_SECRET_KEY": "bench-secret-key", "CCMS_VAR_DIR": str(var_dir)}
-        cli = _cli()
-        subprocess.run(cli + ["db", "upgrade"], env=env, check=True, cwd=self.workdir,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shop = subprocess.run(cli + ["shops", "add", "--platform", "shopify", "--domain", SHOP_DOMAIN],
-                              env=env, check=True, cwd=self.workdir, capture_output=True, text=True)
-        shop_id = json.loads(shop.stdout.strip().splitlines()[-1])["shop_id"]
-        proc, port, log = self.gunicorn("ccms_addon.wsgi:app", env)
-        try:
-            closed = self.measure(f"(c) /webhooks/shopify, {db}", port)
-            fixed = self.measure(f"(c) at {FIXED_RATE:.0f}/s, {db}", port, rate=FIXED_RATE)
-        finally:
-            self.procs.stop(proc)
-            log.close()
-        stored = _count(url, f"SELECT count(*) FROM webhook_deliveries WHERE shop_id = {int(shop_id)}")
-        self._check_stored(closed.counts["accepted"] + fixed.counts["accepted"], stored, "(c)")
-        if closed.counts.get("duplicate") or fixed.counts.get("duplicate"):
-            self.failures.append(f"(c) {db}: deliveries answered duplicate")
-        return closed, fixed
-
-    def _check_stored(self, accepted: int, stored: int, label: str) -> None:
-        ok = accepted == stored
+    def verify(self, ep: Endpoint) -> None:
+        """The store must hold exactly the deliveries answered ``accepted`` (nothing lost, nothing
+        de-duplicated away, nothing stored twice)."""
+        if ep.key == "b":
+            stored = _count(ep.url, "SELECT count(*) FROM raw_deliveries")
+        else:
+            stored = _count(ep.url, "SELECT count(*) FROM webhook_deliveries "
+                                    f"WHERE shop_id = {int(ep.shop_id)}")
+        accepted, duplicates = ep.total("accepted"), ep.total("duplicate")
+        ok = accepted == stored and not duplicates
         colour = "green" if ok else "red"
-        self.console.print(f"  {'':<34} [{colour}]store holds {stored} rows for {accepted} "
-                           f"accepted deliveries[/{colour}]")
+        self.console.print(f"  [{colour}]{ep.label}, {ep.db}: the store holds {stored:,} deliveries; "
+                           f"{accepted:,} were answered accepted, {duplicates} duplicate[/{colour}]")
         if not ok:
-            self.failures.append(f"{label}: {stored} rows stored for {accepted} accepted")
+            self.failures.append(f"{ep.label} {ep.db}: {stored} rows stored for {accepted} accepted "
+                                 f"({duplicates} duplicates)")
+        ep.stored = stored
 
     def close(self) -> None:
         self.procs.stop_all()
+        for log in self.logs:
+            log.close()
         if not self.args.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
             self.console.print(f"work files kept in {self.workdir}")
+
+
+def machine_busy(seconds: float = 1.0) -> float:
+    """Fraction of all CPUs busy over ``seconds`` (other users' work, before ours starts)."""
+    def sample():
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)
+        return sum(values[:8]), idle
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except OSError:
+        return float("nan")
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def _percentile(ordered, q: float) -> float:
@@ -720,28 +882,56 @@ def _synthetic_order() -> bytes:
     return json.dumps(order, indent=2).encode()
 
 
-def print_table(console, bare: Result, rows: list[tuple[str, Result, Result, Result]], args,
+def wait_for_quiet(console, seconds: float) -> float:
+    """The machine's busy share before the run; waits (up to ``seconds``) for it to be < 15%."""
+    deadline = time.time() + seconds
+    busy = machine_busy()
+    if busy >= .15 and seconds > 0:
+        with console.status(f"waiting up to {seconds:g} s for the machine to be idle") as status:
+            while busy >= .15 and time.time() < deadline:
+                status.update(f"machine {busy:.0%} busy; waiting up to "
+                              f"{max(0, deadline - time.time()):.0f} s for it to be idle")
+                busy = machine_busy(2.0)
+    return busy
+
+
+def print_table(console, bare: Endpoint, rows: list[tuple[str, Endpoint, Endpoint]], args,
                 sample_bytes: int) -> None:
     from rich.table import Table
-    table = Table(title=f"Webhook ingest — gunicorn sync × {args.workers} workers, "
-                        f"{args.connections} connections, {sample_bytes / 1024:.1f} KB Shopify order, "
-                        f"{os.cpu_count()} CPUs shared", title_justify="left")
-    for col in ("store", "endpoint", "req/s", "p50 ms", "p99 ms", "(c)/(a)", "(c)/(b)"):
-        table.add_column(col, justify="right" if col not in ("store", "endpoint") else "left")
-    fmt = lambda r: (f"{r.rps:,.0f}", f"{r.p50 * 1e3:.2f}", f"{r.p99 * 1e3:.2f}")  # noqa: E731
-    table.add_row("—", "(a) bare Flask", *fmt(bare), "", "")
-    for db, raw, app, fixed in rows:
-        table.add_row(db, "(b) HMAC + INSERT (driver)", *fmt(raw), "", "")
-        table.add_row(db, "(c) /webhooks/shopify", *fmt(app),
+    table = Table(title=f"Webhook ingest: gunicorn sync × {args.workers} workers, "
+                        f"{args.connections} connections, {args.rounds} rounds × {args.slot:g} s, "
+                        f"{sample_bytes / 1024:.1f} KB Shopify order, {os.cpu_count()} CPUs",
+                  title_justify="left")
+    for col in ("store", "endpoint", "req/s", "rounds", "p50 ms", "p99 ms", "others CPU",
+                "(c)/(a)", "(c)/(b)"):
+        table.add_column(col, justify="left" if col in ("store", "endpoint") else "right")
+
+    def cells(ep: Endpoint) -> tuple[str, ...]:
+        spread = "–".join(f"{v:,.0f}" for v in (min(ep.round_rps), max(ep.round_rps)))
+        return (f"{ep.rps:,.0f}", spread, f"{ep.percentile(.5) * 1e3:.2f}",
+                f"{ep.percentile(.99) * 1e3:.2f}", f"{ep.others:.2f}")
+
+    table.add_row("", "(a) bare Flask", *cells(bare), "", "", end_section=True)
+    for db, raw, app in rows:
+        table.add_row(db, "(b) HMAC + INSERT (driver)", *cells(raw), "", "")
+        table.add_row(db, "(c) /webhooks/shopify", *cells(app),
                       f"{app.rps / bare.rps:.2f}", f"{app.rps / raw.rps:.2f}")
-        table.add_row(db, f"(c) at {FIXED_RATE:.0f}/s fixed rate", *fmt(fixed), "", "", end_section=True)
+        if app.fixed:
+            f = app.fixed
+            table.add_row(db, f"(c) at {args.rate:.0f}/s fixed rate", f"{f['rps']:,.0f}", "",
+                          f"{f['p50'] * 1e3:.2f}", f"{f['p99'] * 1e3:.2f}", f"{f['others_cpu']:.2f}",
+                          "", "")
+        table.rows[-1].end_section = True
     console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--loadgen"]:
-        result = run_loadgen(json.loads(Path(argv[1]).read_text()))
+        try:
+            result = run_loadgen(json.loads(Path(argv[1]).read_text()))
+        except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports
+            return 130
         sys.stdout.write(json.dumps(result))
         return 0
 
@@ -755,26 +945,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=None,
                         help="concurrent connections of the closed-loop runs (default 4 × workers)")
     parser.add_argument("--duration", type=float, default=12.0,
-                        help="seconds measured per run, after the warm-up (default %(default)s)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds not measured (default %(default)s)")
+                        help="seconds measured per endpoint in the closed loop, split over the "
+                             "rounds (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="the endpoints are measured in turn, this many times, so a change in "
+                             "background load hits them alike (default %(default)s)")
+    parser.add_argument("--warmup", type=float, default=1.0,
+                        help="seconds of load before each measured window (default %(default)s)")
+    parser.add_argument("--rate", type=float, default=FIXED_RATE,
+                        help="deliveries/s of the fixed-rate run of (c) (default %(default)s; 0: skip)")
+    parser.add_argument("--fixed-duration", type=float, default=10.0,
+                        help="seconds measured in the fixed-rate run (default %(default)s)")
     parser.add_argument("--max-requests", type=int, default=500_000,
-                        help="upper bound of deliveries per closed-loop run (default %(default)s)")
+                        help="upper bound of deliveries per closed-loop window (default %(default)s)")
     parser.add_argument("--loadgen-procs", type=int, default=1,
-                        help="load generator processes for the closed-loop runs (default %(default)s)")
+                        help="load generator processes in the closed loop (default %(default)s)")
     parser.add_argument("--pg-url", default=os.environ.get("CCMS_BENCH_DATABASE_URL")
                         or os.environ.get("CCMS_TEST_DATABASE_URL") or DEFAULT_PG_URL,
-                        help="a PostgreSQL URL whose user may create databases "
-                             "(CCMS_BENCH_DATABASE_URL, default %(default)s); ccms_bench and "
-                             "ccms_bench_raw are dropped and created there")
+                        help="PostgreSQL URL of a user that may create databases "
+                             "(CCMS_BENCH_DATABASE_URL, else CCMS_TEST_DATABASE_URL, else "
+                             "%(default)s); ccms_bench and ccms_bench_raw are dropped and created")
     parser.add_argument("--sample", default=str(DEFAULT_SAMPLE),
                         help="the Shopify order body (default: the shared orders-create.json)")
     parser.add_argument("--workdir", default=None, help="where scratch SQLite files go (default: tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, stores)")
+    parser.add_argument("--max-others", type=float, default=0.15, metavar="CPUS",
+                        help="a window during which other processes used more CPU than this is "
+                             "measured again (default %(default)s of a CPU)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="times a disturbed window is measured again (default %(default)s)")
+    parser.add_argument("--retry-wait", type=float, default=20.0, metavar="SECONDS",
+                        help="how long to wait for the machine to be idle before measuring a "
+                             "disturbed window again (default %(default)s)")
+    parser.add_argument("--app", default="ccms_addon.wsgi:app",
+                        help="the WSGI app measured as (c), to try a change (default %(default)s)")
+    parser.add_argument("--app-pythonpath", type=Path, default=None,
+                        help="a folder gunicorn adds to sys.path for --app")
+    parser.add_argument("--quiet-wait", type=float, default=0.0, metavar="SECONDS",
+                        help="wait up to this long for the machine to be idle (< 15%% busy) "
+                             "before starting (default: do not wait, only report)")
     args = parser.parse_args(argv)
     args.connections = args.connections or 4 * args.workers
+    args.slot = args.duration / args.rounds
 
     from rich.console import Console
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 130)
     if args.db is None:
         args.db = "both" if pg_reachable(args.pg_url) else "sqlite"
         if args.db == "sqlite":
@@ -786,20 +1001,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     signal.signal(signal.SIGTERM, _raise_exit)
-    signal.signal(signal.SIGHUP, _raise_exit)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # respect nohup
+        signal.signal(signal.SIGHUP, _raise_exit)
+    busy = wait_for_quiet(console, args.quiet_wait)
     bench = Bench(args, console)
     try:
-        console.print(f"gunicorn sync × {args.workers} workers; load: {args.loadgen_procs} generator "
-                      f"process(es), {args.connections} connections; {cores} CPUs; "
-                      f"body {bench.sample_bytes:,} bytes; work dir {bench.workdir}")
+        console.print(f"{cores} CPUs, {busy:.0%} busy before the run"
+                      f"{' [yellow](other work is running: figures will be low)[/yellow]' if busy > .15 else ''}; "
+                      f"gunicorn sync × {args.workers} workers per endpoint; load generator: "
+                      f"{args.loadgen_procs} process(es), {args.connections} connections; "
+                      f"body {bench.sample_bytes:,} bytes")
         if "postgresql" in dbs:
             console.print(_pg_settings(args.pg_url))
-        bare = bench.run_bare()
-        rows = []
-        for db in dbs:
-            raw = bench.run_raw(db)
-            app, fixed = bench.run_app(db)
-            rows.append((db, raw, app, fixed))
+        with console.status("starting gunicorn for every endpoint"):
+            bare = bench.start_bare()
+            rows = [(db, bench.start_raw(db), bench.start_app(db)) for db in dbs]
+        order = [bare] + [ep for _, raw, app in rows for ep in (raw, app)]
+        bench.account = CpuAccount([ep.proc.pid for ep in order], ["ccms_bench", "ccms_bench_raw"])
+        for round_no in range(1, args.rounds + 1):
+            for ep in order:
+                bench.closed_round(ep, round_no, args.slot, args.warmup)
+        if args.rate > 0:
+            for _, _, app in rows:
+                bench.fixed_rate(app, args.rate)
+        for ep in order[1:]:
+            bench.verify(ep)
         print_table(console, bare, rows, args, bench.sample_bytes)
         for failure in bench.failures:
             console.print(f"[red]FAILED: {failure}[/red]")
@@ -807,6 +1033,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping every process started[/yellow]")
         return 130
+    except SystemExit as exc:
+        if isinstance(exc.code, int) and exc.code > 128:
+            console.print(f"[yellow]stopped by signal {exc.code - 128}: stopping every process "
+                          "started[/yellow]")
+        raise
     finally:
         bench.close()
 

@@ -99,23 +99,24 @@ def upsert_customers(session: Session, shop_id: int, records: Iterable[CustomerR
                  name=r.name, phone=r.phone, platform_updated_at=r.updated_at, created_at=now,
                  updated_at=now) for r in newest.values()]
     table = Customer.__table__
+    stmt = _insert(session, Customer)
+    new = stmt.excluded
+    strictly_newer = and_(new.platform_updated_at.is_not(None),
+                          or_(table.c.platform_updated_at.is_(None),
+                              new.platform_updated_at > table.c.platform_updated_at))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["shop_id", "platform_customer_id"],
+        set_=dict(
+            email=_prefer(strictly_newer, new.email, table.c.email),
+            name=_prefer(strictly_newer, new.name, table.c.name),
+            phone=_prefer(strictly_newer, new.phone, table.c.phone),
+            platform_updated_at=_prefer(strictly_newer, new.platform_updated_at,
+                                        table.c.platform_updated_at),
+            updated_at=new.updated_at),
+        where=table.c.redacted_at.is_(None))
+    # executemany of one cached statement (SQLAlchemy batches it into multi-row VALUES)
     for chunk in _chunks(rows):
-        stmt = _insert(session, Customer).values(list(chunk))
-        new = stmt.excluded
-        strictly_newer = and_(new.platform_updated_at.is_not(None),
-                              or_(table.c.platform_updated_at.is_(None),
-                                  new.platform_updated_at > table.c.platform_updated_at))
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["shop_id", "platform_customer_id"],
-            set_=dict(
-                email=_prefer(strictly_newer, new.email, table.c.email),
-                name=_prefer(strictly_newer, new.name, table.c.name),
-                phone=_prefer(strictly_newer, new.phone, table.c.phone),
-                platform_updated_at=_prefer(strictly_newer, new.platform_updated_at,
-                                            table.c.platform_updated_at),
-                updated_at=new.updated_at),
-            where=table.c.redacted_at.is_(None))
-        session.execute(stmt)
+        session.execute(stmt, list(chunk))
     return customer_ids(session, shop_id, list(newest))
 
 
@@ -176,20 +177,20 @@ def upsert_orders(session: Session, shop_id: int, records: Iterable[OrderRecord]
     now = utcnow()
     changes: list[OrderChange] = []
     table = Order.__table__
-    for chunk in _chunks(list(newest.values())):
-        rows = [_order_row(shop_id, rec, customers, now) for rec in chunk]
-        stmt = _insert(session, Order).values(rows)
-        new = stmt.excluded
-        wins = or_(
-            and_(new.platform_updated_at > table.c.platform_updated_at,
-                 or_(new.is_complete, table.c.is_complete.is_(False))),
-            and_(new.is_complete, table.c.is_complete.is_(False)))
-        updatable = {c: getattr(new, c) for c in rows[0] if c not in ("shop_id", "platform_order_id",
-                                                                     "created_at")}
-        stmt = stmt.on_conflict_do_update(index_elements=["shop_id", "platform_order_id"],
-                                          set_=updatable, where=wins)
-        stmt = stmt.returning(table.c.id, table.c.platform_order_id)
-        for order_id, platform_order_id in session.execute(stmt):
+    rows = [_order_row(shop_id, rec, customers, now) for rec in newest.values()]
+    stmt = _insert(session, Order)
+    new = stmt.excluded
+    wins = or_(
+        and_(new.platform_updated_at > table.c.platform_updated_at,
+             or_(new.is_complete, table.c.is_complete.is_(False))),
+        and_(new.is_complete, table.c.is_complete.is_(False)))
+    updatable = {c: getattr(new, c) for c in rows[0]
+                 if c not in ("shop_id", "platform_order_id", "created_at")}
+    stmt = (stmt.on_conflict_do_update(index_elements=["shop_id", "platform_order_id"],
+                                       set_=updatable, where=wins)
+            .returning(table.c.id, table.c.platform_order_id))
+    for chunk in _chunks(rows):
+        for order_id, platform_order_id in session.execute(stmt, list(chunk)):
             changes.append(OrderChange(order_id, platform_order_id, platform_order_id not in existing))
     complete = {c.order_id: newest[c.platform_order_id] for c in changes
                 if newest[c.platform_order_id].complete}
@@ -254,10 +255,10 @@ def record_refunds(session: Session, shop_id: int, refunds: Sequence[RefundRecor
                  amount=r.amount, currency=r.currency.upper(), note=r.note,
                  refunded_at=r.created_at, created_at=now) for r in unique.values()]
     added = 0
+    stmt = _insert(session, Refund).on_conflict_do_nothing(
+        index_elements=["shop_id", "platform_refund_id"]).returning(Refund.__table__.c.id)
     for chunk in _chunks(rows):
-        stmt = _insert(session, Refund).values(list(chunk)).on_conflict_do_nothing(
-            index_elements=["shop_id", "platform_refund_id"]).returning(Refund.__table__.c.id)
-        added += len(session.execute(stmt).all())
+        added += len(session.execute(stmt, list(chunk)).all())
     return added
 
 
