@@ -477,12 +477,17 @@ class CpuAccount:
         self.machine0 = self._machine()
         self.ours0 = {pid: _proc_ticks(pid) for pid in self.pids}
 
-    def others(self, extra_cpu_seconds: float) -> float:
-        """CPUs' worth of work done by others since :meth:`start`."""
+    def usage(self, extra_cpu_seconds: float) -> tuple[float, float]:
+        """(ours, others): CPUs' worth of work done by this run and by everything else since
+        :meth:`start`; ``extra_cpu_seconds`` is ours too (the load generators')."""
         elapsed = max(1e-6, time.time() - self.t0)
-        ours = sum(max(0, _proc_ticks(pid) - t) for pid, t in self.ours0.items())
-        foreign = (self._machine() - self.machine0 - ours) / HZ - extra_cpu_seconds
-        return max(0.0, foreign / elapsed)
+        ours = sum(max(0, _proc_ticks(pid) - t) for pid, t in self.ours0.items()) / HZ
+        ours += extra_cpu_seconds
+        foreign = (self._machine() - self.machine0) / HZ - ours
+        return ours / elapsed, max(0.0, foreign / elapsed)
+
+    def others(self, extra_cpu_seconds: float) -> float:
+        return self.usage(extra_cpu_seconds)[1]
 
 
 @dataclass
@@ -671,7 +676,7 @@ class Bench:
             with open(cfg["latency_file"], "rb") as fh:
                 latencies.frombytes(fh.read())
         merged["loadgen_cpu"] = merged["cpu_seconds"] / (duration + warmup)
-        merged["others_cpu"] = self.account.others(merged["cpu_total"])
+        merged["ours_cpu"], merged["others_cpu"] = self.account.usage(merged["cpu_total"])
         return merged, latencies
 
     def _report_problems(self, ep: Endpoint, out: dict) -> None:
@@ -703,7 +708,8 @@ class Bench:
         self.console.print(f"  round {round_no}  {name:<40} {out['ok_in_window'] / slot:7.0f} req/s  "
                            f"p50 {_percentile(ordered, .5) * 1e3:6.2f} ms  "
                            f"p99 {_percentile(ordered, .99) * 1e3:7.2f} ms  "
-                           f"(load generator {out['loadgen_cpu']:.2f} CPU, others {out['others_cpu']:.2f})")
+                           f"(CPU: this run {out['ours_cpu']:.2f}, of which load generator "
+                           f"{out['loadgen_cpu']:.2f}; others {out['others_cpu']:.2f})")
 
     def fixed_rate(self, ep: Endpoint, rate: float) -> None:
         duration = self.args.fixed_duration
