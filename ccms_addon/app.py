@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask
+from flask.sessions import SessionInterface
 
 from ccms_addon import errors
 from ccms_addon.config import MAX_WEBHOOK_BODY, Settings
@@ -24,11 +25,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         JSON_SORT_KEYS=False,
     )
     app.extensions["ccms"] = runtime
+    app.session_interface = _NoSession()
     errors.init_app(app)
 
     from ccms_addon.webhooks import bp as webhooks_bp
     from ccms_addon.webhooks.inbox import Inbox
-    app.extensions["ccms_inbox"] = Inbox(runtime)
+    from ccms_addon.webhooks.views import INBOX_EXTENSION
+    app.extensions[INBOX_EXTENSION] = Inbox(runtime)
     app.register_blueprint(webhooks_bp)
 
     from ccms_addon.widgets import assets as widget_assets
@@ -55,5 +58,23 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from ccms_addon import health
     app.register_blueprint(health.bp)
 
+    from ccms_addon.programs import pages as follow_up_pages
+    app.register_blueprint(follow_up_pages.bp)
+
+    from ccms_addon.install import init_app as init_install
+    init_install(app)
+
     logging.getLogger("ccms_addon").setLevel(logging.INFO)
     return app
+
+
+class _NoSession(SessionInterface):
+    """The add-on keeps no cookie session: the merchant API takes bearer tokens, the widget API
+    signed form tokens. Flask would otherwise build a signing serializer and parse cookies for
+    every request (webhooks included) and hand out a session nobody reads."""
+
+    def open_session(self, app, request):  # noqa: ANN001
+        return None  # Flask then uses a NullSession, which refuses writes
+
+    def save_session(self, app, session, response) -> None:  # noqa: ANN001
+        return None

@@ -165,6 +165,18 @@ def webhooks_replay(files: tuple[Path, ...], url: str, platform: str, shop_domai
         sys.exit(1)
 
 
+def _load_json_file(file, schema, what: str) -> dict:
+    """A JSON file validated by a marshmallow schema (the API's own); errors listed per field."""
+    from marshmallow import ValidationError
+    try:
+        return schema.load(json.load(file))
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"not JSON: {exc}") from None
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid {what}: " + json.dumps(exc.messages,
+                                                                     ensure_ascii=False)) from None
+
+
 # ------------------------------------------------------------------------------------------- widget
 
 
@@ -198,16 +210,9 @@ def widget_configure(shop_id: int, settings_file) -> None:
 
     The same schema as ``PUT /api/v1/widget/settings``; errors are listed per field.
     """
-    from marshmallow import ValidationError
-
     from ccms_addon.store.models import Shop
     from ccms_addon.widgets.settings import WidgetSettingsSchema
-    try:
-        values = WidgetSettingsSchema().load(json.load(settings_file))
-    except json.JSONDecodeError as exc:
-        raise click.ClickException(f"not JSON: {exc}") from None
-    except ValidationError as exc:
-        raise click.ClickException("invalid settings: " + json.dumps(exc.messages)) from None
+    values = _load_json_file(settings_file, WidgetSettingsSchema(), "settings")
     runtime = _runtime()
     with runtime.db.session() as session:
         shop = session.get(Shop, shop_id)
@@ -216,6 +221,87 @@ def widget_configure(shop_id: int, settings_file) -> None:
         shop.settings = {**(shop.settings or {}), "widget": WidgetSettingsSchema().dump(values)}
     click.echo(json.dumps({"shop_id": shop_id, "widget": WidgetSettingsSchema().dump(values)},
                           ensure_ascii=False))
+
+
+# ----------------------------------------------------------------------------------------- programs
+
+
+@main.group()
+def programs() -> None:
+    """After-sale programs: guarantees and follow-up sequences."""
+
+
+def _shop_or_fail(session, shop_id: int):
+    from ccms_addon.store.models import Shop
+    shop = session.get(Shop, shop_id)
+    if shop is None:
+        raise click.ClickException(f"no shop with id {shop_id}")
+    return shop
+
+
+@programs.command("create")
+@click.option("--shop", "shop_id", required=True, type=int, help="The shop's id.")
+@click.argument("program_file", type=click.File("r"))
+def programs_create(shop_id: int, program_file) -> None:
+    """Create a program from a JSON file ({"kind", "name", "terms"}; ``-`` reads standard input).
+
+    The same schema as ``POST /api/v1/programs``; errors are listed per field.
+    """
+    from ccms_addon.programs import service
+    from ccms_addon.programs.schemas import ProgramCreateSchema
+    data = _load_json_file(program_file, ProgramCreateSchema(), "program")
+    runtime = _runtime()
+    with runtime.db.session() as session:
+        _shop_or_fail(session, shop_id)
+        try:
+            program = service.create_program(session, shop_id, kind=data["kind"],
+                                             name=data["name"], terms=data["terms"],
+                                             status=data["status"], actor="cli")
+        except service.ProgramNameTakenError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(json.dumps({"program_id": program.id, "kind": program.kind.value,
+                               "version": 1}))
+
+
+@programs.command("list")
+@click.option("--shop", "shop_id", required=True, type=int, help="The shop's id.")
+def programs_list(shop_id: int) -> None:
+    """The shop's programs, one JSON object per line."""
+    from ccms_addon.programs import service
+    runtime = _runtime()
+    with runtime.db.session() as session:
+        _shop_or_fail(session, shop_id)
+        for program in service.list_programs(session, shop_id):
+            version = service.current_terms(session, program)
+            click.echo(json.dumps({"program_id": program.id, "kind": program.kind.value,
+                                   "name": program.name, "status": program.status.value,
+                                   "version": version.version}, ensure_ascii=False))
+
+
+@programs.command("enroll")
+@click.option("--shop", "shop_id", required=True, type=int, help="The shop's id.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+              help="Only orders the platform updated on or after this date (UTC).")
+def programs_enroll(shop_id: int, since) -> None:
+    """Enroll past fulfilled orders in the shop's active programs; already enrolled ones are
+    skipped, so running it again is harmless."""
+    from datetime import timezone
+
+    from rich.progress import Progress
+
+    from ccms_addon.programs.enrollment import backfill, count_candidates
+    runtime = _runtime()
+    since = since.replace(tzinfo=timezone.utc) if since else None
+    with runtime.db.session() as session:
+        _shop_or_fail(session, shop_id)
+        from ccms_addon.programs.enrollment import active_programs
+        total = count_candidates(session, shop_id, since) * len(active_programs(session, shop_id))
+    with Progress(console=console, transient=False) as progress:
+        task = progress.add_task("enrolling", total=total or None)
+        enrolled = backfill(runtime.db, shop_id, since=since,
+                            progress=lambda n: progress.advance(task, n))
+        progress.update(task, completed=total)
+    click.echo(json.dumps({"shop_id": shop_id, "enrolled": enrolled}))
 
 
 # ---------------------------------------------------------------------------------------- processes
@@ -249,6 +335,10 @@ def worker(burst: bool, dispatcher: bool) -> None:
     # Imported once here, not in every forked work-horse (that import cost ~200 ms a job).
     import ccms_addon.jobs.notify  # noqa: F401
     import ccms_addon.jobs.pipeline  # noqa: F401
+    import ccms_addon.outbox  # noqa: F401
+    import ccms_addon.programs.claims  # noqa: F401
+    from ccms_addon.programs.followups import warm_up
+    warm_up(runtime)
     from redis.exceptions import ConnectionError as RedisConnectionError
     child = None
     if dispatcher:

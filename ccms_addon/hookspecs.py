@@ -51,3 +51,19 @@ def voc_item_created(shop_id, voc_item_id, kind, channel):
     :param kind: a :class:`ccms_addon.store.models.VocKind` value
     :param channel: a :class:`ccms_addon.store.models.VocChannel` value
     """
+
+
+@hookspec
+def register_notifiers():
+    """Return a list of notifiers: the channels the add-on can send a message through.
+
+    A notifier has a ``channel`` name (``"email"``, ``"webhook"``, ``"kakao_alimtalk"``…), unique
+    across plugins, and implements :class:`ccms_addon.outbox.Notifier`: ``send(message, config)``
+    hands one :class:`ccms_addon.outbox.OutgoingMessage` to its provider or raises one of the
+    outbox's delivery errors, which decide between a retry with backoff, a permanent failure, and
+    "may have been delivered" (never resent). The outbox records every message before the first
+    attempt and guarantees that a message is handed to ``send`` at most once after success, so a
+    notifier itself keeps no state.
+
+    :return: a list of notifier objects (possibly empty)
+    """

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, runtime_checkable
 
 from werkzeug.datastructures import Headers
@@ -43,6 +44,26 @@ class PlatformUnavailableError(PlatformError):
 
 class PlatformAuthError(PlatformError):
     """The platform refused our credentials (revoked token, uninstalled app): do not retry blindly."""
+
+
+class InstallError(PlatformError):
+    """An install or authorisation step that must be refused, with the HTTP status to answer (a
+    4xx: bad signature, foreign shop, forged or expired state, a code the platform refused).
+    ``code`` is the machine-readable reason of the error page/JSON; the message is shown to the
+    merchant, so it never carries a secret."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "install_refused") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class SessionTokenError(PlatformError):
+    """A session token of an embedded admin that does not authenticate (HTTP 401)."""
+
+
+class SessionTokenUnsupportedError(SessionTokenError):
+    """The platform has no embedded admin, so it issues no session tokens to verify."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,6 +187,14 @@ class OrderRecord:
     lines: tuple[OrderLineRecord, ...] = ()
     refunds: tuple[RefundRecord, ...] = ()
     complete: bool = True
+    #: after-sale programs count from delivery (else fulfilment); the shopper's language and
+    #: shipping country choose the follow-ups' language and time zone; marketing consent as the
+    #: platform recorded it (None: unknown, treated as no consent)
+    fulfilled_at: datetime | None = None
+    delivered_at: datetime | None = None
+    locale: str | None = None
+    country_code: str | None = None
+    accepts_marketing: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -231,17 +260,102 @@ CanonicalEvent = (OrderChanged | CustomerChanged | RefundCreated | OrdersNeedFet
                   | AppUninstalled)
 
 
+class CredentialsStore(Protocol):
+    """Where an adapter reads and writes back a shop's credentials while it works for the shop.
+
+    Platforms whose access tokens expire (Cafe24's after 2 hours, Shopify's expiring offline
+    tokens after 1 hour) hand out a new access token *and a new refresh token* on every refresh,
+    and void the old refresh token: a refreshed credential that is not stored at once is lost, and
+    with it the shop. The core implements this (``ccms_addon.install.ShopCredentials``: encrypted,
+    in the shop's row); an adapter calls it only after a refresh.
+    """
+
+    def load(self) -> Mapping[str, Any]:
+        """The credentials stored now (another worker may have refreshed them meanwhile); an
+        empty mapping for a shop that is gone or uninstalled."""
+
+    def save(self, credentials: Mapping[str, Any]) -> None:
+        """Store refreshed credentials (encrypted) in place of the shop's current ones. Does
+        nothing for a shop that was uninstalled meanwhile (its credentials stay revoked)."""
+
+
 @dataclass(frozen=True)
 class ShopContext:
     """What an adapter may know of a shop when it calls the platform's admin API.
 
     ``credentials`` are decrypted only for the duration of a job and never logged.
+    ``credentials_store`` is where refreshed credentials go (see :class:`CredentialsStore`). With
+    None, an expiring token is never refreshed (a refreshed token could not be kept, and the
+    platform voids the old refresh token as it issues the new one): an expired one is a
+    ``PlatformAuthError``.
     """
 
     shop_id: int
     domain: str
     credentials: Mapping[str, Any] = field(default_factory=dict)
     settings: Mapping[str, str] = field(default_factory=dict)
+    credentials_store: CredentialsStore | None = field(default=None, compare=False, repr=False)
+
+
+#: refresh an expiring access token when less than this is left of it (seconds)
+TOKEN_REFRESH_MARGIN = 300
+
+
+def expires_at(seconds: float, now: datetime | None = None) -> str:
+    """The ISO 8601 UTC instant ``seconds`` from ``now``: how expiring credentials record their
+    ``expires_at`` / ``refresh_token_expires_at``."""
+    base = now or datetime.now(timezone.utc)
+    return (base + timedelta(seconds=float(seconds))).isoformat()
+
+
+def credentials_expiring(credentials: Mapping[str, Any], *, margin: float = TOKEN_REFRESH_MARGIN,
+                         now: datetime | None = None) -> bool:
+    """True when the credentials carry an ``expires_at`` less than ``margin`` seconds away (or
+    unreadable); False for credentials that do not expire."""
+    value = credentials.get("expires_at")
+    if not value:
+        return False
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        return True
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when - timedelta(seconds=margin) <= (now or datetime.now(timezone.utc))
+
+
+def refreshed_credentials(shop: ShopContext, current: Mapping[str, Any],
+                          refresh: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+                          ) -> Mapping[str, Any]:
+    """New credentials for ``shop`` from ``refresh(credentials)`` (the platform's refresh-token
+    grant), written back through ``shop.credentials_store`` at once.
+
+    Platforms void a refresh token once it is used, and several workers may work for one shop:
+    the store is read first (another worker may have refreshed already: its fresh token is used,
+    no second refresh is made), and a refused refresh is forgiven when the store meanwhile holds
+    another refresh token (a worker that refreshed in between). ``PlatformAuthError`` otherwise:
+    the shop must authorise the app again, or the context has no store to keep new credentials in.
+    """
+    store = shop.credentials_store
+    if store is None:
+        raise PlatformAuthError(f"shop {shop.shop_id}: the access token needs a refresh, and this "
+                                "context has no credentials store to keep the new one in")
+    latest = dict(store.load() or {})
+    if (latest.get("access_token") and latest.get("access_token") != current.get("access_token")
+            and not credentials_expiring(latest)):
+        return latest
+    if latest.get("refresh_token"):
+        current = latest
+    try:
+        new = dict(refresh(current))
+    except PlatformAuthError:
+        latest = dict(store.load() or {})
+        if (latest.get("access_token") and latest.get("refresh_token")
+                and latest.get("refresh_token") != current.get("refresh_token")):
+            return latest
+        raise
+    store.save(new)
+    return new
 
 
 def load_json(body: bytes) -> Any:
@@ -261,12 +375,183 @@ def load_json(body: bytes) -> Any:
 
 
 @dataclass(frozen=True)
+class OrderPage:
+    """One page of a shop's orders from :meth:`PlatformAdapter.list_orders`.
+
+    ``next_cursor`` is opaque to the core: it is stored as-is (in the shop's settings) after the
+    page's orders are committed, and handed back to continue, even in another process after a
+    crash; None when nothing is left to read. ``total`` is the platform's count of what the whole
+    listing will return, where it says (for a progress bar), else None.
+    """
+
+    records: tuple[OrderRecord, ...] = ()
+    next_cursor: str | None = None
+    total: int | None = None
+
+
+class CursorInvalidError(PlatformError):
+    """A saved :class:`OrderPage` cursor cannot be continued (it expired, its bulk export was
+    deleted, it was written by another adapter version): list again from the start."""
+
+
+@dataclass(frozen=True)
 class WidgetInjection:
     """How the widget's loader was put on the shop's storefront pages."""
 
     method: str        # e.g. "theme_app_extension", "script_tag", "wordpress_plugin"
     reference: str     # the platform-side id (script tag id…) or a short instruction key
     detail: str = ""   # what the merchant may still have to do, in plain words
+
+
+@dataclass(frozen=True)
+class ReturnLine:
+    """One order line (or part of it) a settlement gives back."""
+
+    platform_line_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class SettlementRequest:
+    """What an approved guarantee claim asks the platform to do for one order.
+
+    ``action`` is ``"refund"`` (money back, e.g. a buyback) or ``"return"`` (a return of the goods,
+    refunded when they arrive, e.g. a free return). ``amount`` is in ``currency`` (the order's); None
+    with ``action="return"`` means the platform computes the refund from the returned lines.
+    ``reference`` is unique per claim (``CLAIM-<id>``): the adapter writes it into the platform-side
+    record (note, reason, idempotency key) and looks for it before creating anything, so a retried
+    job never refunds twice.
+    """
+
+    platform_order_id: str
+    action: str
+    reference: str
+    currency: str
+    amount: Decimal | None = None
+    lines: tuple[ReturnLine, ...] = ()
+    reason: str = ""
+    restock: bool = False
+    notify_customer: bool = True
+
+
+    def check(self) -> None:
+        """Refuse a request no platform call could satisfy, before any call is made
+        (``PlatformError`` with a message a merchant can act on)."""
+        if self.action not in SETTLEMENT_ACTIONS:
+            raise PlatformError(f"unknown settlement action {self.action!r}: use 'refund' or "
+                                "'return'")
+        if not self.reference or not self.reference.strip() or not self.reference.isprintable():
+            raise PlatformError("a settlement needs its claim reference (CLAIM-<id>)")
+        if self.amount is not None:
+            exact_amount(self.amount, self.currency)
+            if self.amount <= 0:
+                raise PlatformError(f"the amount to refund must be positive, not {self.amount}")
+        for line in self.lines:
+            if line.quantity <= 0:
+                raise PlatformError(f"order line {line.platform_line_id}: the quantity to give "
+                                    f"back must be positive, not {line.quantity}")
+        if self.action == "refund" and self.amount is None and not self.lines:
+            raise PlatformError("a refund needs an amount or the order lines to refund")
+
+
+#: what a settlement can ask a platform for
+SETTLEMENT_ACTIONS = ("refund", "return")
+
+
+def exact_amount(amount: Decimal, currency: str) -> str:
+    """``amount`` as a platform's decimal string with the currency's minor digits (15000 KRW is
+    "15000"); an amount finer than the currency allows is refused (``PlatformError``), never
+    rounded."""
+    from ccms_addon.money import format_amount, quantize
+    try:
+        exact = quantize(amount, currency)
+    except (InvalidOperation, ValueError, LookupError):
+        raise PlatformError(f"cannot express {amount} {currency} as an amount") from None
+    if exact != amount:
+        raise PlatformError(f"{amount} {currency} has more decimals than {currency} allows")
+    return format_amount(amount, currency)
+
+
+def carries_reference(text: Any, reference: str) -> bool:
+    """True when ``text`` names ``reference`` as a whole token (``CLAIM-1`` is not in
+    ``CLAIM-12``): how an adapter finds the platform record a settlement already created."""
+    if not isinstance(text, str) or not text:
+        return False
+    return re.search(rf"(?<![\w-]){re.escape(reference)}(?![\w-])", text) is not None
+
+
+@dataclass(frozen=True)
+class SettlementResult:
+    """What the platform created for a settlement (or had already created for its reference)."""
+
+    action: str                 # "refund" or "return", what was actually created
+    platform_id: str            # the platform's refund / return id
+    status: str                 # e.g. "created", "requested", "already_existed"
+    amount: Decimal | None = None
+    detail: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Install and admin authentication: what the install flows (``ccms_addon.install``) exchange with an
+# adapter.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstallRequest:
+    """One request of an install flow, as the merchant's browser (or the platform) sent it.
+
+    ``query`` keeps every query-string pair in order, repeated names included (Shopify signs the
+    whole query string); ``body`` is the raw body of a POST (WooCommerce posts its keys as JSON).
+    """
+
+    method: str
+    query: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    headers: Headers = field(default_factory=Headers)
+
+    def arg(self, name: str) -> str | None:
+        """The first value of query parameter ``name``, None when absent."""
+        return next((value for key, value in self.query if key == name), None)
+
+    def args(self) -> dict[str, str]:
+        """The query as a dict (first value of each name)."""
+        found: dict[str, str] = {}
+        for key, value in self.query:
+            found.setdefault(key, value)
+        return found
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    """What an authorisation produced: the shop, its new credentials, and how to land there.
+
+    ``credentials`` are stored encrypted and replace the shop's previous ones (a reinstall);
+    ``webhook_secret`` is the per-shop secret the platform will sign deliveries with, where there
+    is one (WooCommerce), stored encrypted; ``settings`` are merged into the shop's settings
+    (Cafe24's ``shop_no``…); ``landing_url`` is where the merchant's browser goes once the shop is
+    set up (Shopify: the embedded admin inside Shopify), None for the add-on's own ``/admin/``.
+    """
+
+    shop_domain: str
+    credentials: Mapping[str, Any]
+    webhook_secret: str | None = None
+    shop_name: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    landing_url: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookRegistration:
+    """The webhook subscriptions a shop has after :meth:`PlatformAdapter.register_webhooks`.
+
+    ``topics`` are the platform's topic names now subscribed (created or found); ``detail`` says,
+    in plain words, what the merchant or the app's configuration must still provide (Shopify's
+    privacy topics live in the app's configuration, Cafe24's events in its developer center).
+    """
+
+    topics: tuple[str, ...] = ()
+    detail: str = ""
 
 
 @runtime_checkable
@@ -277,6 +562,7 @@ class PlatformAdapter(Protocol):
     ``is_ping`` → ``shop_domain`` → ``sender_allowed`` → ``webhook_secrets`` → ``verify`` →
     ``delivery``.
     The worker calls ``normalize`` and, for ``OrdersNeedFetch``, ``fetch_orders``.
+    The backfill and the reconciliation (``ccms_addon.sync``) call ``list_orders``.
     """
 
     #: the entry-point name and the URL segment: ``/webhooks/<name>``
@@ -335,6 +621,22 @@ class PlatformAdapter(Protocol):
                         platform_customer_ids: Sequence[str]) -> list[CustomerRecord]:
         """Customers from the admin API; same error contract as ``fetch_orders``."""
 
+    def list_orders(self, shop: ShopContext, *, updated_since: datetime | None,
+                    cursor: str | None) -> OrderPage:
+        """One page of the shop's orders updated at or after ``updated_since`` (None: every order
+        the app may read), complete records with their lines, in the platform's documented
+        pagination; what ``ccms-addon sync orders`` backfills and the reconciliation job reads.
+
+        The first call passes ``cursor=None``; each next call passes the previous page's
+        ``next_cursor`` with the same ``updated_since``, until it is None. A page may be empty
+        while more follow (a date window without orders). The adapter paces itself by the
+        platform's rate-limit headers before it is refused, and may wait a few seconds in the
+        call; errors as ``fetch_orders`` (``PlatformUnavailableError``: retry the same cursor
+        later), plus :class:`CursorInvalidError` when ``cursor`` can no longer be continued.
+        Orders may repeat across pages (the store's upsert makes a repeat a no-op); an order
+        updated while the listing runs may be missed, which the next reconciliation covers.
+        """
+
     def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:
         """Put the widget's loader on every storefront page of ``shop``, the platform's way.
 
@@ -347,3 +649,81 @@ class PlatformAdapter(Protocol):
         what the merchant must still do. Errors as ``fetch_orders``, plus ``PlatformError`` when the
         platform refuses the request.
         """
+
+    def settle_claim(self, shop: ShopContext, request: SettlementRequest) -> SettlementResult:
+        """Create the platform-side refund or return for an approved guarantee claim.
+
+        Idempotent by ``request.reference``: find an existing refund/return carrying it first and
+        return it (status ``already_existed``) instead of creating a second one. Where the platform
+        has no return API, a ``return`` becomes a refund of the lines with restock, and the result's
+        ``action`` says so. Errors as ``fetch_orders`` (``PlatformUnavailableError`` is retried with
+        backoff), plus ``PlatformError`` when the platform refuses the request for good (amount
+        above what is refundable, order not found) with a message a merchant can act on.
+        """
+
+    # ---- install, authorisation and the embedded admin (``ccms_addon.install``) ----------------
+
+    def install_shop(self, request: InstallRequest, settings: Mapping[str, str]) -> str:
+        """Validate the request that starts an install (``GET /install/<name>``) and return the
+        shop it is for, in :meth:`canonical_shop_domain` form.
+
+        ``settings`` are the app-level ``CCMS_<PLATFORM>_*`` values. Check everything the
+        platform signs (Shopify's ``hmac`` and ``timestamp``) and the shop's form (a
+        ``*.myshopify.com`` domain, a Cafe24 mall id, an https site URL); raise
+        :class:`InstallError` (a 4xx) for anything else, never another exception for bad input.
+        """
+
+    def install_url(self, shop_domain: str, *, state: str, callback_url: str,
+                    settings: Mapping[str, str]) -> str:
+        """Where to send the merchant's browser to authorise the app for ``shop_domain``.
+
+        ``state`` is the core's signed, short-lived token naming this pending install; the
+        platform must echo it back (OAuth ``state``, WooCommerce ``user_id``). ``callback_url``
+        is ``{CCMS_PUBLIC_URL}/install/<name>/callback``, the redirect URI (and WooCommerce's
+        ``callback_url`` and ``return_url``). ``InstallError`` when the app is not configured.
+        """
+
+    def install_state(self, request: InstallRequest) -> str | None:
+        """The ``state`` token the platform echoed in a callback request (the query's ``state``,
+        WooCommerce's ``user_id`` in the query or the JSON body); None when it is missing."""
+
+    def complete_install(self, shop_domain: str, request: InstallRequest, *, callback_url: str,
+                         settings: Mapping[str, str]) -> InstallResult | None:
+        """Finish authorising ``shop_domain`` from a callback request whose state the core has
+        verified (signature, age, and for a GET the browser's cookie): verify what the
+        platform signs, exchange the code for credentials (or check the keys the platform
+        posted), and return them.
+
+        Return None for a callback that carries no credentials because the platform delivered
+        them in a request of its own (WooCommerce's browser return after it posted the keys);
+        the core then lands the merchant on the shop if it is installed. ``InstallError`` (4xx)
+        for a bad signature, a shop that is not the pending one, a refused code or keys, a
+        merchant who declined; ``PlatformUnavailableError`` when the platform cannot be reached.
+        """
+
+    def register_webhooks(self, shop: ShopContext, webhook_url: str,
+                          webhook_secret: str | None) -> WebhookRegistration:
+        """Subscribe the shop to the topics this adapter normalizes, delivered to
+        ``webhook_url`` (``{CCMS_PUBLIC_URL}/webhooks/<name>``), signed with ``webhook_secret``
+        where the platform signs per subscription.
+
+        Idempotent: find the subscriptions that exist, create only what is missing, repair what
+        points elsewhere (a reinstall, a new public URL). Where the platform takes no
+        subscriptions through its API (Cafe24's developer center, Shopify's privacy topics), do
+        what the API allows and say the rest in ``detail``. Errors as ``fetch_orders``, plus
+        ``PlatformError`` when the platform refuses a subscription.
+        """
+
+    def verify_session_token(self, token: str, settings: Mapping[str, str]) -> str:
+        """The shop domain a session token of the platform's embedded admin authenticates.
+
+        Check the signature in constant time, the expiry and not-before times (a few seconds of
+        leeway), the audience (the app's key) and the issuer and destination (the shop).
+        :class:`SessionTokenError` when it does not authenticate;
+        :class:`SessionTokenUnsupportedError` for a platform without an embedded admin.
+        """
+
+    def frame_ancestors(self, shop_domain: str) -> list[str]:
+        """The origins allowed to frame the add-on's admin pages of this shop (the
+        ``Content-Security-Policy: frame-ancestors`` sources): Shopify's admin and the shop for
+        an embedded app; ``[]`` (``'none'``) where the admin is never embedded."""

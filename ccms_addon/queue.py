@@ -11,8 +11,11 @@ import logging
 import os
 from pathlib import Path
 
+from datetime import datetime, timedelta, timezone
+
 import redis
 from rq import Queue
+from rq.job import Job, JobStatus
 
 from ccms_addon.config import Settings
 
@@ -85,3 +88,32 @@ def connect_redis(settings: Settings) -> redis.Redis:
 def queue(name: str, connection: redis.Redis, settings: Settings | None = None) -> Queue:
     prefix = settings.queue_prefix if settings else ""
     return Queue(prefix + name, connection=connection)
+
+
+#: RQ states in which a job is still on its way
+_WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+#: a started job counts as running only while its worker's heartbeat is this fresh (RQ beats every
+#: 30 s); a SIGKILLed worker leaves its job "started" until RQ's own cleanup, much later
+HEARTBEAT_GRACE = timedelta(seconds=90)
+
+
+def jobs_in_flight(connection: redis.Redis, job_ids: list[str]) -> set[str]:
+    """The job ids whose RQ job still exists and is queued, scheduled or running.
+
+    The sweeps (inbox, follow-ups) re-send only the jobs that are really gone: a Redis restart,
+    a flush, a SIGKILLed worker.
+    """
+    if not job_ids:
+        return set()
+    fresh_since = datetime.now(timezone.utc) - HEARTBEAT_GRACE
+    in_flight = set()
+    for job_id, job in zip(job_ids, Job.fetch_many(job_ids, connection=connection)):
+        if job is None:
+            continue
+        status = job.get_status(refresh=False)
+        beat = job.last_heartbeat
+        if beat is not None and beat.tzinfo is None:
+            beat = beat.replace(tzinfo=timezone.utc)
+        if status in _WAITING or (status == JobStatus.STARTED and beat and beat >= fresh_since):
+            in_flight.add(job_id)
+    return in_flight

@@ -14,9 +14,13 @@ import redis
 
 from ccms_addon.config import Settings
 from ccms_addon.crypto import SecretBox
-from ccms_addon.platforms import PlatformAdapter
+from ccms_addon.platforms import PlatformAdapter, ShopContext
 from ccms_addon.plugin_manager import get_plugin_manager, platform_registry
 from ccms_addon.store.db import Database
+
+
+#: where an adapter may write files it hands to the merchant (the WordPress plugin's zip)
+DOWNLOAD_DIR_SETTING = "widget_download_dir"
 
 
 @dataclass
@@ -36,6 +40,20 @@ class Runtime:
         from ccms_addon.queue import connect_redis
         return connect_redis(self.settings)
 
+    def shop_context(self, shop, adapter: PlatformAdapter) -> ShopContext:
+        """What ``adapter`` may know of ``shop`` for an admin-API call: the app-level
+        ``CCMS_<PLATFORM>_*`` settings overlaid with the shop's own scalar settings, and its
+        credentials decrypted (only for the call; never logged)."""
+        settings: dict[str, str] = dict(self.settings.platform_settings(adapter.name))
+        settings.setdefault(DOWNLOAD_DIR_SETTING, str(self.settings.var_dir / "downloads"))
+        settings.update({key: str(value) for key, value in (shop.settings or {}).items()
+                         if isinstance(value, (str, int, float, bool))})
+        from ccms_addon.install import ShopCredentials  # refreshed tokens are saved through it
+        credentials = (self.box.decrypt_json(shop.credentials_encrypted)
+                       if shop.credentials_encrypted else {})
+        return ShopContext(shop_id=shop.id, domain=shop.domain, credentials=credentials,
+                           settings=settings, credentials_store=ShopCredentials(self, shop.id))
+
     def close(self) -> None:
         self.db.dispose()
 
@@ -44,9 +62,12 @@ def build_runtime(settings: Settings | None = None, *, plugins=(), redis_connect
                   load_entry_points: bool = True) -> Runtime:
     settings = settings or Settings.from_env()
     pm = get_plugin_manager(plugins, load_entry_points=load_entry_points)
-    return Runtime(settings=settings, db=Database(settings.database_url), pm=pm,
-                   platforms=platform_registry(pm), box=SecretBox(settings),
-                   _redis=redis_connection)
+    runtime = Runtime(settings=settings, db=Database(settings.database_url), pm=pm,
+                      platforms=platform_registry(pm), box=SecretBox(settings),
+                      _redis=redis_connection)
+    from ccms_addon.programs.hooks import ProgramHooks
+    pm.register(ProgramHooks(runtime), name="ccms-programs")
+    return runtime
 
 
 _current: Runtime | None = None

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ccms_addon.config import Settings
-from ccms_addon.platforms import PlatformAdapter, ShopContext, WidgetInjection
+from ccms_addon.platforms import WidgetInjection
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import Shop, ShopStatus
 
@@ -23,7 +23,6 @@ LOADER_PATH = "/widget/v1/loader.js"
 #: the key of ``Shop.settings`` the result is kept under
 SETTINGS_KEY = "widget_injection"
 #: the adapter setting naming where a download for the merchant (the WordPress plugin) is written
-DOWNLOAD_DIR_SETTING = "widget_download_dir"
 
 
 class WidgetInstallError(RuntimeError):
@@ -37,19 +36,6 @@ class ShopNotFoundError(WidgetInstallError, LookupError):
 def loader_url(settings: Settings) -> str:
     """The loader's absolute URL: ``{CCMS_PUBLIC_URL}/widget/v1/loader.js``."""
     return f"{settings.public_url.rstrip('/')}{LOADER_PATH}"
-
-
-def shop_context(runtime: Runtime, shop: Shop, adapter: PlatformAdapter) -> ShopContext:
-    """What the adapter may know of ``shop``: the app-level ``CCMS_<PLATFORM>_*`` settings overlaid
-    with the shop's own scalar settings, and its credentials decrypted (never logged)."""
-    settings: dict[str, str] = dict(runtime.settings.platform_settings(adapter.name))
-    settings.setdefault(DOWNLOAD_DIR_SETTING, str(runtime.settings.var_dir / "downloads"))
-    settings.update({key: str(value) for key, value in (shop.settings or {}).items()
-                     if isinstance(value, (str, int, float, bool))})
-    credentials = (runtime.box.decrypt_json(shop.credentials_encrypted)
-                   if shop.credentials_encrypted else {})
-    return ShopContext(shop_id=shop.id, domain=shop.domain, credentials=credentials,
-                       settings=settings)
 
 
 def install_widget(runtime: Runtime, shop_id: int) -> WidgetInjection:
@@ -69,7 +55,7 @@ def install_widget(runtime: Runtime, shop_id: int) -> WidgetInjection:
         adapter = runtime.platforms.get(shop.platform)
         if adapter is None:
             raise WidgetInstallError(f"no adapter named {shop.platform!r} is installed")
-        context = shop_context(runtime, shop, adapter)
+        context = runtime.shop_context(shop, adapter)
         widget_key = shop.widget_key
     url = loader_url(runtime.settings)
     # the platform's API is called outside any transaction

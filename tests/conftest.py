@@ -23,6 +23,7 @@ from ccms_addon.runtime import Runtime, build_runtime, set_current
 from ccms_addon.store import repository
 from ccms_addon.store.migrations import upgrade
 from ccms_addon.store.models import Base
+from tests.loopback import certificate, mail_server, receiver, smtp_server, trusted  # noqa: F401 — shared fixtures
 
 #: secrets the test platforms sign with
 SHOPIFY_SECRET = "shpss_test_secret"

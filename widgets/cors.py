@@ -50,11 +50,18 @@ def preflight(origin: str | None, allowed: bool):
 
 
 def add_cors_headers(response: Response) -> Response:
-    """``after_request``: security headers always; CORS headers for an allowed origin."""
-    response.vary.add("Origin")
+    """``after_request``: security headers always; CORS headers for an allowed origin. Cheap when
+    the answer already carries them (the config's prebuilt headers)."""
+    headers = response.headers
+    vary = headers.get("Vary")
+    if vary is None:
+        headers["Vary"] = "Origin"
+    elif "origin" not in {v.strip().lower() for v in vary.split(",")}:
+        response.vary.add("Origin")
     for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    origin = request.headers.get("Origin")
+        if name not in headers:
+            headers[name] = value
+    origin = request.environ.get("HTTP_ORIGIN")
     if not origin:
         return response
     if "widget_shop" in g:
@@ -65,6 +72,6 @@ def add_cors_headers(response: Response) -> Response:
         except SQLAlchemyError:
             shop = None
     if shop is not None and shop.active and (shop.allows(origin) or same_origin(origin)):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
     return response

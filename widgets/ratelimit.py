@@ -1,10 +1,20 @@
-"""Rate limits of the public widget API: flask-limiter on the queue's Redis, per IP and per shop.
+"""Rate limits of the public widget API: moving windows in the queue's Redis, per IP and per shop.
 
-``init_app(app)`` builds one limiter per app (nothing is global, so every test app is fresh),
-stores its counters in the runtime's Redis through the runtime's own connection pool, and answers
-a breach with a 429 in the project's one error shape with ``Retry-After`` in seconds.
+``init_app(app)`` installs one :class:`WidgetLimiter` per app (nothing is global, so every test app
+is fresh) as the first ``before_request`` hook of the widget blueprint: only the endpoints named in
+:data:`DEFAULT_LIMITS` (or the app's replacements) are counted, before any other check of the
+blueprint, and nothing else in the app pays for it (webhooks, the merchant API and the widget's
+``config`` run no rate-limit code at all).
 
-If Redis is unreachable the limiter falls back to in-process counters and logs: a shopper's
+A request is checked against **all** its rules in one Redis round trip: one Lua script per
+endpoint (its limits written in) that looks at the request timestamps kept per IP and per shop (a
+list each, newest first, trimmed to the largest amount) and either refuses — nothing is counted,
+and the answer is 429 in the project's one error shape with ``Retry-After`` (seconds until the
+counted request that blocks leaves its window) — or records the request under every key. That is
+the moving window of the ``limits`` library (a burst at a window's edge cannot double the limit),
+with the server's clock, atomically.
+
+If Redis is unreachable the limiter counts in process memory for a while and logs: a shopper's
 complaint is never refused because the rate limiter's storage is down.
 
 The client address is ``request.remote_addr``: behind a load balancer, wrap the WSGI app in
@@ -15,13 +25,15 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
-from functools import partial
+from dataclasses import dataclass
 
+import redis
 from flask import Flask, request
-from flask_limiter import Limiter
-from flask_limiter.errors import RateLimitExceeded
 
 from ccms_addon.errors import error_response
 from ccms_addon.runtime import Runtime
@@ -48,92 +60,200 @@ DEFAULT_LIMITS: Mapping[str, Sequence[tuple[str, str]]] = {
 FALLBACK_RETRY_AFTER = 60
 #: moving window: a burst at a window's edge cannot double the limit
 STRATEGY = "moving-window"
+#: seconds the limiter counts in memory after Redis failed, before it tries Redis again
+REDIS_RETRY_SECONDS = 5.0
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "month": 30 * 86400,
+          "year": 365 * 86400}
+_LIMIT = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*(second|minute|hour|day|month|year)s?\s*$",
+                    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``amount`` requests per ``seconds``, counted by IP or by shop."""
+
+    amount: int
+    seconds: int
+    counted_by: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.amount}/{self.seconds}s"
+
+
+def parse_limits(value: str, counted_by: str) -> list[Rule]:
+    """``"20/minute;200/day"`` (the ``limits`` library's notation: ``N/unit``, ``N per M units``,
+    several separated by ``;`` or ``,``) → rules."""
+    if counted_by not in (PER_IP, PER_SHOP):
+        raise ValueError(f"a limit is counted by {PER_IP!r} or {PER_SHOP!r}, not {counted_by!r}")
+    rules = []
+    for part in re.split(r"[;,]", value):
+        if not part.strip():
+            continue
+        match = _LIMIT.match(part)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError(f"not a rate limit: {part!r} (e.g. '20/minute')")
+        multiple = int(match.group(2) or 1)
+        rules.append(Rule(int(match.group(1)), multiple * _UNITS[match.group(3).lower()],
+                          counted_by))
+    return rules
 
 
 def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
-def shop_of_request() -> str:
-    return "shop:" + str((request.view_args or {}).get("widget_key", ""))
+@dataclass(frozen=True)
+class _Counter:
+    """One list of request timestamps (newest first) and the rules read from it: every rule
+    counted the same way (per IP, or per shop) of one endpoint shares it, trimmed to the largest
+    amount — the moving window of a rule is blocked when its ``amount``-th newest entry is younger
+    than its window."""
+
+    counted_by: str
+    rules: tuple[Rule, ...]
+
+    @property
+    def length(self) -> int:
+        return max(rule.amount for rule in self.rules)
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(rule.seconds for rule in self.rules) * 1000
 
 
-_KEY_FUNCS = {PER_IP: client_ip, PER_SHOP: shop_of_request}
+def _script(counters: Sequence[_Counter]) -> str:
+    """The Lua script of one endpoint, its limits written in: one ``EVALSHA`` with one key per
+    counter and no arguments. Returns 0 when the request was counted under every key, else the
+    milliseconds until it would be allowed (and then nothing was counted). The clock is the
+    server's, so every web process agrees on it."""
+    lines = ["local t = redis.call('TIME')",
+             "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)",
+             "local wait = 0",
+             "local function check(key, amount, window)",
+             "  local oldest = redis.call('LINDEX', key, amount - 1)",
+             "  if oldest then",
+             "    local left = tonumber(oldest) + window - now",
+             "    if left > wait then wait = left end",
+             "  end",
+             "end"]
+    for i, counter in enumerate(counters, 1):
+        for rule in counter.rules:
+            lines.append(f"check(KEYS[{i}], {int(rule.amount)}, {int(rule.seconds) * 1000})")
+    lines.append("if wait > 0 then return wait end")
+    for i, counter in enumerate(counters, 1):
+        lines.append(f"redis.call('LPUSH', KEYS[{i}], now)")
+        lines.append(f"redis.call('LTRIM', KEYS[{i}], 0, {int(counter.length) - 1})")
+        lines.append(f"redis.call('PEXPIRE', KEYS[{i}], {int(counter.ttl_ms)})")
+    lines.append("return 0")
+    return "\n".join(lines)
 
 
-def _elsewhere(endpoint: str) -> bool:
-    return request.endpoint != endpoint
+class _MemoryWindows:
+    """The same moving windows in process memory, used while Redis is unreachable."""
+
+    MAX_KEYS = 50_000
+
+    def __init__(self):
+        self._lists: dict[str, deque] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, keys: list[str], counters: Sequence[_Counter]) -> float:
+        now = time.time()
+        with self._lock:
+            wait = 0.0
+            for key, counter in zip(keys, counters):
+                entries = self._lists.get(key)
+                for rule in counter.rules:
+                    if entries is not None and len(entries) >= rule.amount:
+                        wait = max(wait, entries[rule.amount - 1] + rule.seconds - now)
+            if wait > 0:
+                return wait
+            if len(self._lists) > self.MAX_KEYS:
+                self._lists.clear()  # a crude bound: an outage long enough to matter is logged
+            for key, counter in zip(keys, counters):
+                entries = self._lists.get(key)
+                if entries is None:
+                    entries = self._lists[key] = deque(maxlen=counter.length)
+                entries.appendleft(now)
+            return 0.0
 
 
-def storage_uri(runtime: Runtime) -> str:
-    """The limits library's URI for the runtime's Redis (``redis+unix://`` for a socket)."""
-    url = runtime.settings.redis_url
-    if url:
-        return "redis+unix://" + url[len("unix://"):] if url.startswith("unix://") else url
-    kwargs = runtime.redis.connection_pool.connection_kwargs
-    if kwargs.get("path"):
-        return f"redis+unix://{kwargs['path']}"
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
-    return f"redis://{host}:{port}/{db}"
+class _Endpoint:
+    """The counters of one limited endpoint and its script."""
+
+    def __init__(self, name: str, rules: Sequence[Rule]):
+        self.name = name
+        self.counters = tuple(
+            _Counter(kind, tuple(rule for rule in rules if rule.counted_by == kind))
+            for kind in (PER_IP, PER_SHOP) if any(rule.counted_by == kind for rule in rules))
+        self.source = _script(self.counters)
+        self.script = None  # registered on first use
 
 
-def init_app(app: Flask, limits: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> Limiter:
+class WidgetLimiter:
+    """The widget API's rate limits for one app. ``table``: endpoint → rules."""
+
+    def __init__(self, runtime: Runtime, table: Mapping[str, Sequence[Rule]]):
+        self.runtime = runtime
+        self.prefix = f"{runtime.settings.queue_prefix}ccms-widget:"
+        self.table = {endpoint: _Endpoint(endpoint, rules)
+                      for endpoint, rules in table.items() if rules}
+        self._memory = _MemoryWindows()
+        self._redis_down_until = 0.0
+
+    def keys(self, endpoint: str, widget_key: str, ip: str) -> list[str]:
+        return [f"{self.prefix}{endpoint}:"
+                + (f"ip:{ip}" if counter.counted_by == PER_IP else f"shop:{widget_key[:64]}")
+                for counter in self.table[endpoint].counters]
+
+    def hit(self, endpoint: str, widget_key: str, ip: str) -> float:
+        """Count one request of ``endpoint``; 0 if allowed, else seconds until it would be."""
+        limited = self.table[endpoint]
+        keys = self.keys(endpoint, widget_key, ip)
+        if time.monotonic() >= self._redis_down_until:
+            try:
+                if limited.script is None:
+                    # the runtime's Redis is reached only once a limited endpoint is called
+                    limited.script = self.runtime.redis.register_script(limited.source)
+                return int(limited.script(keys=keys)) / 1000
+            except (redis.RedisError, OSError) as exc:
+                self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                log.warning("rate-limit storage unreachable (%s); counting in memory for %ss",
+                            exc, REDIS_RETRY_SECONDS)
+        return self._memory.hit(keys, limited.counters)
+
+    def check(self):
+        """``before_request`` of the widget blueprint: None, or the 429 answer."""
+        endpoint = request.endpoint
+        if endpoint not in self.table:
+            return None
+        widget_key = str((request.view_args or {}).get("widget_key", ""))
+        wait = self.hit(endpoint, widget_key, client_ip())
+        if wait <= 0:
+            return None
+        retry_after = max(1, math.ceil(wait)) if math.isfinite(wait) else FALLBACK_RETRY_AFTER
+        return error_response(429, "rate_limited",
+                              f"Too many requests; try again in {retry_after} seconds.",
+                              headers={"Retry-After": str(retry_after)})
+
+
+def init_app(app: Flask, limits: Mapping[str, Sequence[tuple[str, str]]] | None = None
+             ) -> WidgetLimiter:
     """Rate-limit the widget blueprint's endpoints (call after it is registered). ``limits``
     replaces :data:`DEFAULT_LIMITS` entries (tests use small ones)."""
     if EXTENSION in app.extensions:
         return app.extensions[EXTENSION]
     runtime: Runtime = app.extensions["ccms"]
-    limiter = Limiter(
-        key_func=client_ip,
-        storage_uri=storage_uri(runtime),
-        storage_options={"connection_pool": runtime.redis.connection_pool},
-        strategy=STRATEGY,
-        key_prefix=f"{runtime.settings.queue_prefix}ccms-widget",
-        headers_enabled=False,
-        swallow_errors=True,
-        in_memory_fallback_enabled=True,
-    )
-    limiter.init_app(app)
-    # flask-limiter checks every request of the app; only the widget API is limited, so the check
-    # moves onto the widget blueprint (first of its hooks) and webhooks and the merchant API pay
-    # nothing for it (it cost ~0.5 ms a request on the webhook hot path).
-    check = limiter._check_request_limit
-    app.before_request_funcs[None].remove(check)
-    limited = {endpoint for endpoint, rules in {**DEFAULT_LIMITS, **(limits or {})}.items()
-               if rules}
-
-    def _check_limited_endpoints():
-        if request.endpoint in limited:  # config (a cached document) skips the resolution
-            return check()
-        return None
-
-    app.before_request_funcs.setdefault("widgets", []).insert(0, _check_limited_endpoints)
-    # Blueprint limits are checked in the limiter's before_request, ahead of every other check
-    # (route-decorated limits would only run once the view is reached); each rule is exempt
-    # outside its own endpoint, and counted per endpoint.
-    blueprint = app.blueprints["widgets"]
-    table = {**DEFAULT_LIMITS, **(limits or {})}
-    for endpoint, rules in table.items():
+    table: dict[str, list[Rule]] = {}
+    for endpoint, rules in {**DEFAULT_LIMITS, **(limits or {})}.items():
         if endpoint not in app.view_functions:
             raise LookupError(f"no endpoint {endpoint!r}: register the widget blueprint first")
-        methods = sorted({m for rule in app.url_map.iter_rules(endpoint) for m in rule.methods
-                          if m in ("GET", "POST")})
-        for value, counted_by in rules:
-            limiter.limit(value, key_func=_KEY_FUNCS[counted_by], methods=methods,
-                          exempt_when=partial(_elsewhere, endpoint))(blueprint)
-
-    def too_many_requests(exc: RateLimitExceeded):
-        retry_after = FALLBACK_RETRY_AFTER
-        try:
-            breached = limiter.current_limit
-            if breached is not None:
-                retry_after = max(1, math.ceil(breached.reset_at - time.time()))
-        except Exception:  # noqa: BLE001 — storage gone between the check and now
-            log.warning("could not read the rate-limit window; announcing %ss", retry_after)
-        return error_response(429, "rate_limited",
-                              f"Too many requests; try again in {retry_after} seconds.",
-                              headers={"Retry-After": str(retry_after)})
-
-    app.register_error_handler(RateLimitExceeded, too_many_requests)
+        table[endpoint] = [rule for value, counted_by in rules
+                           for rule in parse_limits(value, counted_by)]
+    limiter = WidgetLimiter(runtime, table)
+    # first of the blueprint's hooks: a refused request costs no shop lookup and no parsing
+    app.before_request_funcs.setdefault("widgets", []).insert(0, limiter.check)
     app.extensions[EXTENSION] = limiter
     return limiter

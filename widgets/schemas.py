@@ -142,9 +142,67 @@ class RequestLookupSchema(_Strict):
     contact = Text(required=True, validate=validate.Length(3, CONTACT_MAX))
 
 
+#: the guarantee programs a shopper may claim from the widget
+CLAIM_KINDS = ("free_return", "buyback")
+
+
+class _ClaimLineSchema(_Strict):
+    platform_line_id = Text(required=True, validate=validate.Length(1, 64))
+    quantity = fields.Integer(required=True, validate=validate.Range(min=1, max=10_000))
+
+
+class ClaimCreateSchema(_ShopperInput):
+    """``POST claims``: a guarantee claim on an order, identified like an order lookup (exact
+    number and the checkout contact). ``lines`` empty: every line the guarantee covers."""
+
+    program = fields.String(required=True, validate=validate.OneOf(CLAIM_KINDS))
+    order_number = Text(required=True, validate=validate.Length(1, ORDER_NUMBER_MAX))
+    contact = Text(required=True, validate=validate.Length(3, CONTACT_MAX))
+    message = Text(required=True, validate=validate.Length(1, MESSAGE_MAX))
+    event = fields.String(load_default=None, allow_none=True,
+                          validate=validate.Regexp(r"^[a-z][a-z0-9_]{1,39}$"))
+    event_date = fields.Date(load_default=None, allow_none=True)
+    lines = fields.List(fields.Nested(_ClaimLineSchema), load_default=list,
+                        validate=validate.Length(max=100))
+    conditions_accepted = fields.Boolean(load_default=False)
+    evidence = Text(load_default=None, allow_none=True, validate=validate.Length(max=MESSAGE_MAX))
+    name = Text(load_default=None, allow_none=True, validate=validate.Length(max=NAME_MAX))
+    locale = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(LOCALES))
+    token = fields.String(required=True, validate=validate.Length(1, TOKEN_MAX))
+    #: the honeypot, as in ``POST voc``
+    website = fields.Raw(load_default=None, allow_none=True)
+
+    @validates("message")
+    def _not_blank(self, value: str, **_: Any) -> None:
+        if not value.strip():
+            raise ValidationError("Write a message.")
+
+    @validates_schema
+    def _event_for_buyback(self, data: dict, **_: Any) -> None:
+        if data.get("program") == "buyback":
+            errors = {}
+            if not data.get("event"):
+                errors["event"] = ["Say what happened."]
+            if not data.get("event_date"):
+                errors["event_date"] = ["Say when it happened."]
+            if errors:
+                raise ValidationError(errors)
+
+
 # --------------------------------------------------------------------------------------------------
 # Answers
 # --------------------------------------------------------------------------------------------------
+
+
+class ClaimReceiptSchema(Schema):
+    """What the shopper sees at once after claiming: the reference, and whether the claim is
+    inside the terms (the merchant decides either way)."""
+
+    reference = fields.String()
+    status = fields.String()
+    eligible = fields.Boolean()
+    reasons = fields.List(fields.String())
+    ack_due_at = fields.DateTime()
 
 
 class FormTokenSchema(Schema):
@@ -222,6 +280,23 @@ class _ShopSchema(Schema):
     default_locale = fields.String()
 
 
+class _ProgramEventSchema(Schema):
+    code = fields.String()
+    labels = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class _ProgramSchema(Schema):
+    """A guarantee the shopper may claim: its kind, name and the terms a claim form needs."""
+
+    kind = fields.String()
+    name = fields.String()
+    window_days = fields.Integer(allow_none=True)
+    window_months = fields.Integer(allow_none=True)
+    conditions = fields.List(fields.String())
+    events = fields.List(fields.Nested(_ProgramEventSchema))
+    evidence_required = fields.List(fields.String())
+
+
 class WidgetConfigSchema(Schema):
     """``GET config``: the public part of the shop's widget settings. ``storefront_origins`` and
     anything else merchant-only stays out; the browser computes "open now" from ``hours``."""
@@ -237,4 +312,5 @@ class WidgetConfigSchema(Schema):
     ack_promise_hours = fields.Integer()
     consent_text = fields.Dict(keys=fields.String(), values=fields.String())
     categories = fields.List(fields.Nested(_CategorySchema))
+    programs = fields.List(fields.Nested(_ProgramSchema))
     strings_url = fields.String()

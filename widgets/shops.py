@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from threading import Lock
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -45,6 +46,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def origin_of(url: str | None) -> str | None:
     """``scheme://host[:port]`` of a URL or an Origin header, lower-cased; None if not http(s)."""
+    if url is None:
+        return None
+    return _origin_of(url)
+
+
+@lru_cache(maxsize=4096)  # a pure function of one string: Origin headers repeat endlessly
+def _origin_of(url: str) -> str | None:
     try:
         parts = urlsplit((url or "").strip())
         scheme, host, port = parts.scheme.lower(), (parts.hostname or "").lower(), parts.port

@@ -22,9 +22,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import Schema, ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_accept_header, quote_etag
 
 from ccms_addon.errors import error_response
 from ccms_addon.jobs.notify import enqueue_merchant_notification
@@ -32,7 +33,8 @@ from ccms_addon.money import format_amount
 from ccms_addon.store.models import (Customer, Order, OrderLine, VocChannel, VocEvent, VocItem,
                                      VocKind, VocStatus)
 from ccms_addon.store.voc import NewVocItem, record_voc_item
-from ccms_addon.widgets.cors import WIDGET_HEADER, add_cors_headers, preflight, same_origin
+from ccms_addon.widgets.cors import (SECURITY_HEADERS, WIDGET_HEADER, add_cors_headers, preflight,
+                                     same_origin)
 from ccms_addon.widgets.errors import WidgetRequestError
 from ccms_addon.widgets.schemas import (FormTokenSchema, OrderLookupSchema, RequestLookupSchema,
                                         RequestStatusSchema, ShopperOrderSchema,
@@ -88,11 +90,14 @@ def _guard():
     g.widget_shop = shop
     if shop is None or not shop.active:
         raise WidgetRequestError(404, "unknown_widget", "No shop uses this widget key.")
+    method = request.method
+    if method == "GET":  # reads answer any origin; CORS headers decide who may read them
+        return None
     origin = request.headers.get("Origin")
     allowed = origin is None or shop.allows(origin) or same_origin(origin)
-    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+    if method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         return preflight(origin, allowed)
-    if request.method != "POST":
+    if method != "POST":
         return None
     if not allowed:
         raise WidgetRequestError(403, "origin_not_allowed",
@@ -162,6 +167,48 @@ def order_number_forms(value: str) -> list[str]:
     return sorted({number, bare, f"#{bare}"} if bare else {number})
 
 
+#: reusable schema instances (marshmallow schemas keep no state between loads and dumps)
+_ORDER_LOOKUP = OrderLookupSchema()
+_REQUEST_LOOKUP = RequestLookupSchema()
+_SHOPPER_ORDER = ShopperOrderSchema()
+_REQUEST_STATUS = RequestStatusSchema()
+_FORM_TOKEN = FormTokenSchema()
+_VOC_RECEIPT = VocReceiptSchema()
+
+
+def _lookup_candidates(dialect_name: str):
+    """The orders a lookup compares against (every column its answer needs), by shop and any of
+    three spellings of the number: one statement, compiled once, run on the direct connection."""
+    return (select(Order.id, Order.customer_id, Order.email, Order.phone,
+                   Customer.email.label("customer_email"), Customer.phone.label("customer_phone"),
+                   Order.number, Order.placed_at, Order.financial_status,
+                   Order.fulfillment_status, Order.total, Order.currency)
+            .outerjoin(Customer, Customer.id == Order.customer_id)
+            .where(Order.shop_id == bindparam("shop_id", type_=Order.shop_id.type),
+                   Order.number.in_([bindparam(n, type_=Order.number.type)
+                                     for n in ("n1", "n2", "n3")]))
+            .order_by(Order.id).limit(MAX_CANDIDATES))
+
+
+def _lookup_lines(dialect_name: str):
+    return (select(OrderLine.title, OrderLine.quantity)
+            .where(OrderLine.shop_id == bindparam("shop_id", type_=OrderLine.shop_id.type),
+                   OrderLine.order_id == bindparam("order_id", type_=OrderLine.order_id.type))
+            .order_by(OrderLine.id))
+
+
+class _Candidate:
+    """A row of :func:`_lookup_candidates` by name."""
+
+    __slots__ = ("id", "customer_id", "email", "phone", "customer_email", "customer_phone",
+                 "number", "placed_at", "financial_status", "fulfillment_status", "total",
+                 "currency")
+
+    def __init__(self, row):
+        for name, value in zip(self.__slots__, row):
+            setattr(self, name, value)
+
+
 def _candidate_orders(session, shop_id: int, number: str):
     return session.execute(
         select(Order.id, Order.customer_id, Order.email, Order.phone,
@@ -189,24 +236,60 @@ def _match_order(rows, email: str | None, phone: str | None):
 
 @bp.get(f"{PREFIX}/config")
 def config(widget_key: str):
-    """The shop's public widget settings: cacheable, with a strong ETag of the content."""
+    """The shop's public widget settings: cacheable, with a strong ETag of the content.
+
+    The body (plain and gzipped) and every header but CORS's are built once per shop version, so
+    a full answer is a dictionary lookup and a response object around prebuilt parts."""
     shop: WidgetShop = g.widget_shop
-    if request.if_none_match.contains_weak(shop.etag):
+    environ = request.environ
+    if environ.get("HTTP_IF_NONE_MATCH") and request.if_none_match.contains_weak(shop.etag):
         response = Response(status=304)
-    elif "gzip" in request.accept_encodings:
-        response = Response(shop.config_body_gzip, mimetype="application/json")
-        response.headers["Content-Encoding"] = "gzip"
-    else:
-        response = Response(shop.config_body, mimetype="application/json")
-    response.vary.add("Accept-Encoding")
-    response.set_etag(shop.etag)
-    response.headers["Cache-Control"] = f"public, max-age={CONFIG_MAX_AGE}"
-    return response
+        response.vary.add("Accept-Encoding")
+        response.set_etag(shop.etag)
+        response.headers["Cache-Control"] = f"public, max-age={CONFIG_MAX_AGE}"
+        return response
+    gzipped = _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING"))
+    return Response(shop.config_body_gzip if gzipped else shop.config_body,
+                    headers=_config_headers(shop.etag, gzipped))
+
+
+#: Accept-Encoding values seen → whether they accept gzip (browsers send a handful of values)
+_GZIP_ACCEPTED: dict[str, bool] = {}
+#: (ETag, gzipped) → the config answer's headers but CORS's
+_CONFIG_HEADERS: dict[tuple[str, bool], tuple[tuple[str, str], ...]] = {}
+_MEMO_LIMIT = 1024
+
+
+def _accepts_gzip(value: str | None) -> bool:
+    if not value:
+        return False
+    found = _GZIP_ACCEPTED.get(value)
+    if found is None:
+        found = "gzip" in parse_accept_header(value)  # what request.accept_encodings would say
+        if len(_GZIP_ACCEPTED) >= _MEMO_LIMIT:
+            _GZIP_ACCEPTED.clear()
+        _GZIP_ACCEPTED[value] = found
+    return found
+
+
+def _config_headers(etag: str, gzipped: bool) -> tuple[tuple[str, str], ...]:
+    found = _CONFIG_HEADERS.get((etag, gzipped))
+    if found is None:
+        found = (("Content-Type", "application/json"),
+                 *((("Content-Encoding", "gzip"),) if gzipped else ()),
+                 ("Vary", "Accept-Encoding, Origin"),
+                 ("ETag", quote_etag(etag)),
+                 ("Cache-Control", f"public, max-age={CONFIG_MAX_AGE}"),
+                 *SECURITY_HEADERS.items())
+        if len(_CONFIG_HEADERS) >= _MEMO_LIMIT:
+            _CONFIG_HEADERS.clear()
+        _CONFIG_HEADERS[(etag, gzipped)] = found
+    return found
 
 
 @bp.get(f"{PREFIX}/token", endpoint="form_token")
 def form_token_view(widget_key: str):
-    response = jsonify(FormTokenSchema().dump(
+    response = jsonify(_FORM_TOKEN.dump(
         {"token": form_token(current_app.config["SECRET_KEY"], g.widget_shop.id)}))
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -246,7 +329,7 @@ def submit_voc(widget_key: str):
         enqueue_merchant_notification(runtime, item.id)
     except Exception:  # noqa: BLE001 — the item is stored; sweep_unnotified sends it later
         log.exception("could not enqueue the merchant notification of VOC item %s", item.id)
-    body = VocReceiptSchema().dump(dict(reference=item.reference, status=item.status.value,
+    body = _VOC_RECEIPT.dump(dict(reference=item.reference, status=item.status.value,
                                         ack_due_at=item.acknowledge_due_at,
                                         ack_promise_hours=shop.ack_promise_hours))
     return jsonify(body), 201
@@ -262,26 +345,29 @@ _REQUEST_NOT_FOUND = ("not_found", "No request matches this reference number and
 
 @bp.post(f"{PREFIX}/orders/lookup")
 def lookup_order(widget_key: str):
-    """Where is my order: the same 404, after the same queries, for "no such order" and for
-    "wrong contact"."""
+    """Where is my order: the same 404, after the same one query, for "no such order" and for
+    "wrong contact" (every candidate is compared, in constant time, whatever matches). The query
+    is a prepared statement on the direct connection (one round trip, no transaction); only a
+    match reads its lines."""
     shop: WidgetShop = g.widget_shop
-    args = _load(OrderLookupSchema(), _json_body())
+    args = _load(_ORDER_LOOKUP, _json_body())
     email, phone = split_contact(args["contact"])
-    with current_runtime().db.session() as session:
-        matched = _match_order(_candidate_orders(session, shop.id, args["order_number"]),
-                               email, phone)
-        order = session.get(Order, matched.id) if matched else None
-        lines = session.scalars(select(OrderLine).where(
-            OrderLine.shop_id == shop.id,
-            OrderLine.order_id == (matched.id if matched else -1)).order_by(OrderLine.id)).all()
-        if order is None:
-            raise WidgetRequestError(404, *_ORDER_NOT_FOUND)
-        body = ShopperOrderSchema().dump(dict(
-            number=order.number, placed_at=order.placed_at,
-            financial_status=order.financial_status.value,
-            fulfillment_status=order.fulfillment_status.value,
-            lines=[dict(title=line.title, quantity=line.quantity) for line in lines],
-            total=format_amount(order.total, order.currency), currency=order.currency))
+    db = current_runtime().db
+    forms = order_number_forms(args["order_number"])
+    forms += forms[-1:] * (3 - len(forms))  # always three parameters: one statement
+    rows = db.run("widget.lookup_candidates", _lookup_candidates,
+                  {"shop_id": shop.id, "n1": forms[0], "n2": forms[1], "n3": forms[2]})
+    matched = _match_order([_Candidate(row) for row in rows], email, phone)
+    if matched is None:
+        return error_response(404, *_ORDER_NOT_FOUND)
+    lines = db.run("widget.lookup_lines", _lookup_lines,
+                   {"shop_id": shop.id, "order_id": matched.id})
+    body = _SHOPPER_ORDER.dump(dict(
+        number=matched.number, placed_at=matched.placed_at,
+        financial_status=matched.financial_status.value,
+        fulfillment_status=matched.fulfillment_status.value,
+        lines=[dict(title=title, quantity=quantity) for title, quantity in lines],
+        total=format_amount(matched.total, matched.currency), currency=matched.currency))
     return jsonify(order=body)
 
 
@@ -289,7 +375,7 @@ def lookup_order(widget_key: str):
 def lookup_requests(widget_key: str):
     """My requests: the status and the times it changed, for the reference and its contact."""
     shop: WidgetShop = g.widget_shop
-    args = _load(RequestLookupSchema(), _json_body())
+    args = _load(_REQUEST_LOOKUP, _json_body())
     email, phone = split_contact(args["contact"])
     with current_runtime().db.session() as session:
         item = session.execute(
@@ -308,7 +394,7 @@ def lookup_requests(widget_key: str):
     if not ok:
         raise WidgetRequestError(404, *_REQUEST_NOT_FOUND)
     known = {s.value for s in VocStatus}
-    body = RequestStatusSchema().dump(dict(
+    body = _REQUEST_STATUS.dump(dict(
         reference=item.reference, kind=item.kind.value, status=item.status.value,
         created_at=item.created_at,
         timeline=[dict(status=e.to_status, at=e.created_at) for e in events

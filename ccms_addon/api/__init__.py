@@ -36,4 +36,6 @@ def init_app(app: Flask) -> Api:
     from ccms_addon.api.widget import bp as widget_bp
     api.register_blueprint(orders_bp)
     api.register_blueprint(widget_bp)
+    from ccms_addon.api.programs import bp as programs_bp
+    api.register_blueprint(programs_bp)
     return api

@@ -1,5 +1,5 @@
-"""Hands stored deliveries to RQ, in batches, and sweeps the inbox (and, every half minute, the
-merchant notifications that never reached RQ).
+"""Hands stored work to RQ: webhook deliveries in batches, follow-ups near their due time, and the
+periodic sweeps that rebuild whatever Redis lost (messages, settlements, enrollments).
 
 The webhook request never talks to Redis: it only commits the row. This loop picks rows that are
 due (``status`` not final and ``next_attempt_at`` empty or past), enqueues one ``process_delivery``
@@ -13,15 +13,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta, timezone
+from datetime import timedelta
 
 from rq import Queue
-from rq.job import Job, JobStatus
 from sqlalchemy import or_, select, update
 
+from ccms_addon import outbox
 from ccms_addon.jobs.notify import sweep_unnotified
+from ccms_addon.programs.claims import sweep_due_settlements
+from ccms_addon.programs.enrollment import sweep_unenrolled
+from ccms_addon.programs.scheduler import schedule_due
 from ccms_addon.jobs.pipeline import FINAL_STATES
-from ccms_addon.queue import DELIVERIES_QUEUE, queue
+from ccms_addon.queue import DELIVERIES_QUEUE, jobs_in_flight, queue
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import WebhookDelivery, utcnow
 
@@ -29,8 +32,10 @@ log = logging.getLogger(__name__)
 
 #: seconds between polls when the inbox had nothing due
 IDLE_INTERVAL = 0.2
-#: seconds between sweeps of merchant notifications that never reached RQ
+#: seconds between the sweeps of work that never reached RQ or is due again: merchant
+#: notifications, outbox retries, claim settlements; and between enrollment catch-ups
 NOTIFY_SWEEP_INTERVAL = 30.0
+ENROLLMENT_SWEEP_INTERVAL = 300.0
 #: Redis key held by the one dispatcher allowed to run at a time
 LOCK_KEY = "ccms:dispatcher:lock"
 #: seconds the lock is held without renewal before another dispatcher may take over
@@ -44,13 +49,6 @@ JOB_TIMEOUT = 600
 
 def delivery_job_id(delivery_id: int) -> str:
     return f"delivery-{delivery_id}"
-
-
-#: RQ states in which a delivery's job is still on its way: the sweep only extends its lease
-_WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-#: a started job counts as running only while its worker's heartbeat is this fresh (RQ beats every
-#: 30 s); a SIGKILLed worker leaves its job "started" until RQ's own cleanup, much later
-HEARTBEAT_GRACE = timedelta(seconds=90)
 
 
 def dispatch_due(runtime: Runtime, limit: int | None = None) -> int:
@@ -73,8 +71,8 @@ def dispatch_due(runtime: Runtime, limit: int | None = None) -> int:
         return 0
     redis = runtime.redis
     swept = [r.id for r in rows if r.next_attempt_at is not None]
-    in_flight = _jobs_in_flight(redis, swept) if swept else set()
-    to_enqueue = [r.id for r in rows if r.id not in in_flight]
+    in_flight = jobs_in_flight(redis, [delivery_job_id(i) for i in swept])
+    to_enqueue = [r.id for r in rows if delivery_job_id(r.id) not in in_flight]
     # Lease first: if Redis is down the rows simply come due again when the lease runs out.
     lease = now + timedelta(seconds=settings.sweep_after)
     with runtime.db.engine.begin() as conn:
@@ -90,23 +88,6 @@ def dispatch_due(runtime: Runtime, limit: int | None = None) -> int:
     return len(to_enqueue)
 
 
-def _jobs_in_flight(redis, delivery_ids: list[int]) -> set[int]:
-    """Deliveries whose RQ job still exists and is queued, scheduled or running."""
-    jobs = Job.fetch_many([delivery_job_id(i) for i in delivery_ids], connection=redis)
-    fresh_since = utcnow() - HEARTBEAT_GRACE
-    in_flight = set()
-    for delivery_id, job in zip(delivery_ids, jobs):
-        if job is None:
-            continue
-        status = job.get_status(refresh=False)
-        beat = job.last_heartbeat
-        if beat is not None and beat.tzinfo is None:
-            beat = beat.replace(tzinfo=timezone.utc)
-        if status in _WAITING or (status == JobStatus.STARTED and beat and beat >= fresh_since):
-            in_flight.add(delivery_id)
-    return in_flight
-
-
 class Dispatcher:
     """The dispatch loop; one runs per deployment at a time (a Redis lock elects it)."""
 
@@ -115,7 +96,7 @@ class Dispatcher:
         self.idle_interval = idle_interval
         self.stopping = threading.Event()
         self._token = f"{id(self)}-{time.time()}"
-        self._next_notify_sweep = 0.0
+        self._next_run: dict[str, float] = {}
 
     def _hold_lock(self) -> bool:
         redis = self.runtime.redis
@@ -130,10 +111,22 @@ class Dispatcher:
         if not self._hold_lock():
             return 0
         moved = dispatch_due(self.runtime)
-        if time.monotonic() >= self._next_notify_sweep:
-            self._next_notify_sweep = time.monotonic() + NOTIFY_SWEEP_INTERVAL
-            sweep_unnotified(self.runtime)
+        moved += schedule_due(self.runtime)
+        for name, interval, sweep in self._sweeps():
+            if time.monotonic() >= self._next_run.get(name, 0.0):
+                self._next_run[name] = time.monotonic() + interval
+                try:
+                    sweep()
+                except Exception:  # noqa: BLE001 — one failing sweep must not stop the others
+                    log.exception("the %s sweep failed", name)
         return moved
+
+    def _sweeps(self):
+        runtime = self.runtime
+        return (("notifications", NOTIFY_SWEEP_INTERVAL, lambda: sweep_unnotified(runtime)),
+                ("outbox", NOTIFY_SWEEP_INTERVAL, lambda: outbox.sweep_due(runtime)),
+                ("settlements", NOTIFY_SWEEP_INTERVAL, lambda: sweep_due_settlements(runtime)),
+                ("enrollments", ENROLLMENT_SWEEP_INTERVAL, lambda: sweep_unenrolled(runtime.db)))
 
     def run(self) -> None:
         log.info("dispatcher started")

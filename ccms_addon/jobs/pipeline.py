@@ -72,7 +72,7 @@ class DeliveryProcessor:
             except PayloadInvalidError as exc:
                 return self._finish(delivery, DeliveryStatus.FAILED, str(exc))
             outcome = self._apply(session, shop, delivery, events)
-            context = self._shop_context(shop, adapter) if (outcome.fetch_orders or
+            context = self.runtime.shop_context(shop, adapter) if (outcome.fetch_orders or
                                                             outcome.fetch_customers) else None
             if context is None:
                 self._finish(delivery, DeliveryStatus.PROCESSED)
@@ -115,13 +115,6 @@ class DeliveryProcessor:
         outcome.fetch_orders = list(dict.fromkeys(outcome.fetch_orders))
         outcome.fetch_customers = list(dict.fromkeys(outcome.fetch_customers))
         return outcome
-
-    def _shop_context(self, shop: Shop, adapter: PlatformAdapter) -> ShopContext:
-        settings = dict(self.runtime.settings.platform_settings(adapter.name))
-        settings.update({k: str(v) for k, v in (shop.settings or {}).items()})
-        return ShopContext(shop_id=shop.id, domain=shop.domain,
-                           credentials=self.runtime.box.decrypt_json(shop.credentials_encrypted),
-                           settings=settings)
 
     def _fetch(self, delivery_id: int, adapter: PlatformAdapter, context: ShopContext,
                outcome: Outcome) -> str:

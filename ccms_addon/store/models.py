@@ -110,12 +110,14 @@ class VocStatus(str, enum.Enum):
 
 
 class OutboundStatus(str, enum.Enum):
-    """An outbound message is recorded ``pending`` before any attempt; ``sending`` while a send is
-    under way. A ``sending`` row found by a retry means the outcome is unknown: it is parked as
-    ``unknown`` and never sent again (nothing is ever sent twice)."""
+    """An outbound message is recorded ``pending`` before any attempt. ``sending``: an attempt
+    claimed it and has not yet sent a byte the provider could keep — a later attempt may take it
+    over. ``delivering``: the attempt passed its point of no return (SMTP content, the HTTP
+    request); a row found there is parked ``unknown`` and never sent again."""
 
     PENDING = "pending"
     SENDING = "sending"
+    DELIVERING = "delivering"
     SENT = "sent"
     FAILED = "failed"
     UNKNOWN = "unknown"
@@ -212,6 +214,15 @@ class Order(Base):
     customer_name: Mapped[str | None] = mapped_column(String(200))
     placed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
+    #: when the goods were handed to the carrier and, where the platform says so, delivered: the
+    #: after-sale programs count their windows from delivery (from fulfilment when unknown)
+    fulfilled_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    #: the shopper's language at checkout and shipping country (their time zone for follow-ups)
+    locale: Mapped[str | None] = mapped_column(String(16))
+    country_code: Mapped[str | None] = mapped_column(String(2))
+    #: the shopper's marketing consent as the platform recorded it (None: unknown = no consent)
+    accepts_marketing: Mapped[bool | None] = mapped_column(Boolean)
     platform_updated_at: Mapped[datetime]
     is_complete: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -358,10 +369,16 @@ class OutboundMessage(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
+    locale: Mapped[str | None] = mapped_column(String(16))
+    #: the structured form machine channels (a webhook) send: purpose, reference, links
+    data: Mapped[dict | None] = mapped_column(JSON)
     status: Mapped[OutboundStatus] = mapped_column(_enum(OutboundStatus),
                                                    default=OutboundStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
+    #: when the current attempt claimed the row (a row left ``sending``/``delivering`` long after
+    #: it was claimed lost its worker)
+    claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -382,3 +399,175 @@ class PrivacyRequest(Base):
     export_encrypted: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --------------------------------------------------------------------------------------------------
+# After-sale programs: guarantees and follow-ups (ccms_addon.programs)
+# --------------------------------------------------------------------------------------------------
+
+
+class ProgramKind(str, enum.Enum):
+    FREE_RETURN = "free_return"   # free returns for N days from delivery
+    BUYBACK = "buyback"           # the seller buys the product back if a stated event happens
+    FOLLOW_UP = "follow_up"       # satisfaction check-ins and follow-up sequences
+
+
+class ProgramStatus(str, enum.Enum):
+    ACTIVE = "active"       # enrolls new orders
+    PAUSED = "paused"       # enrolls nothing new; existing enrollments run on
+    ARCHIVED = "archived"
+
+
+class EnrollmentStatus(str, enum.Enum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"   # the order was cancelled or refunded, or the shop left
+
+
+class FollowUpStatus(str, enum.Enum):
+    """``scheduled`` rows live only in SQL; near their due time the scheduler hands them to RQ
+    (``queued``). ``dispatched`` means the message is recorded in the outbox, which owns its
+    delivery from then on (``outbound_messages`` says whether it was sent)."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    SKIPPED = "skipped"       # not sent on purpose: no consent, no contact (reason in skip_reason)
+    CANCELLED = "cancelled"   # a stop condition: order cancelled or refunded, shop uninstalled
+
+
+class ClaimStatus(str, enum.Enum):
+    PENDING = "pending"           # waiting for the merchant's decision
+    INELIGIBLE = "ineligible"     # outside the terms; recorded, the merchant may still approve
+    APPROVED = "approved"         # the platform-side refund or return is being created
+    SETTLED = "settled"           # the platform created it
+    REJECTED = "rejected"
+    FAILED = "failed"             # the platform refused for good; a human must act
+
+
+class Program(Base):
+    """A guarantee or follow-up program of one shop. Its terms live in versions: an enrollment
+    keeps the version it was sold with, whatever the merchant changes later."""
+
+    __tablename__ = "programs"
+    __table_args__ = (UniqueConstraint("shop_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[ProgramKind] = mapped_column(_enum(ProgramKind))
+    name: Mapped[str] = mapped_column(String(120))
+    status: Mapped[ProgramStatus] = mapped_column(_enum(ProgramStatus), default=ProgramStatus.ACTIVE)
+    current_version_id: Mapped[int | None] = mapped_column(Id)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ProgramVersion(Base):
+    """Immutable terms of a program (validated by ``ccms_addon.programs.schemas``)."""
+
+    __tablename__ = "program_versions"
+    __table_args__ = (UniqueConstraint("program_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    terms: Mapped[dict] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Enrollment(Base):
+    """One order in one program, under the terms of one version; at most one per (program, order)."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (UniqueConstraint("program_id", "order_id"),
+                      Index("ix_enrollments_shop_order", "shop_id", "order_id"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"))
+    program_version_id: Mapped[int] = mapped_column(ForeignKey("program_versions.id"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    status: Mapped[EnrollmentStatus] = mapped_column(_enum(EnrollmentStatus),
+                                                     default=EnrollmentStatus.ACTIVE)
+    #: where the windows start: delivery, else fulfilment, else when we saw the order fulfilled
+    anchor_at: Mapped[datetime]
+    #: the guarantee's last moment (None for a follow-up sequence)
+    ends_at: Mapped[datetime | None]
+    #: the shopper's time zone and language, fixed at enrollment
+    timezone: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(16))
+    cancelled_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FollowUp(Base):
+    """One message of a program's sequence for one enrollment: SQL is the record of truth."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (UniqueConstraint("enrollment_id", "step"),
+                      Index("ix_follow_ups_due", "status", "due_at"),
+                      Index("ix_follow_ups_shop_order", "shop_id", "order_id"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))        # check_in | reminder | message
+    purpose: Mapped[str] = mapped_column(String(20))     # transactional | marketing
+    channel: Mapped[str] = mapped_column(String(40))
+    status: Mapped[FollowUpStatus] = mapped_column(_enum(FollowUpStatus),
+                                                   default=FollowUpStatus.SCHEDULED)
+    due_at: Mapped[datetime]
+    #: while queued: when the scheduler checks that the RQ job still exists (a Redis loss)
+    lease_until: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+    skip_reason: Mapped[str | None] = mapped_column(String(200))
+    #: times a marketing step was postponed because a complaint on the order was open
+    postponed: Mapped[int] = mapped_column(Integer, default=0)
+    answer: Mapped[int | None] = mapped_column(Integer)
+    answer_comment: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None]
+    #: set by the one answer that opens the complaint (a conditional UPDATE: never two)
+    complaint_opened: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the complaint a low check-in answer opened
+    voc_item_id: Mapped[int | None] = mapped_column(ForeignKey("voc_items.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Claim(Base):
+    """A guarantee claim: the VOC item of kind ``claim`` plus what deciding and settling it needs."""
+
+    __tablename__ = "claims"
+    __table_args__ = (UniqueConstraint("voc_item_id"),
+                      Index("ix_claims_shop_status", "shop_id", "status", "created_at"),
+                      Index("ix_claims_due", "status", "next_attempt_at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    voc_item_id: Mapped[int] = mapped_column(ForeignKey("voc_items.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollments.id",
+                                                                 ondelete="SET NULL"))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    program_kind: Mapped[ProgramKind] = mapped_column(_enum(ProgramKind))
+    status: Mapped[ClaimStatus] = mapped_column(_enum(ClaimStatus))
+    #: the qualifying event (buyback) or the return reason (free return), and when it happened
+    event: Mapped[str | None] = mapped_column(String(64))
+    event_date: Mapped[datetime | None]
+    #: what the eligibility check found: {"eligible": bool, "reasons": [...], "percent": "80", …}
+    eligibility: Mapped[dict] = mapped_column(JSON, default=dict)
+    amount: Mapped[Decimal | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    lines: Mapped[list] = mapped_column(JSON, default=list)
+    evidence: Mapped[dict] = mapped_column(JSON, default=dict)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None]
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    settlement: Mapped[dict | None] = mapped_column(JSON)
+    settled_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

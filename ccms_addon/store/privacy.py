@@ -12,9 +12,12 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ccms_addon.crypto import SecretBox
-from ccms_addon.store.models import (Customer, DeliveryStatus, Order, OrderLine, PrivacyRequest,
-                                     PrivacyRequestKind, Refund, Shop, ShopStatus, VocEvent,
-                                     VocItem, WebhookDelivery, utcnow)
+from ccms_addon.programs.enrollment import stop_shop
+from ccms_addon.store.models import (Claim, Customer, DeliveryStatus, Enrollment,
+                                     EnrollmentStatus, FollowUp, FollowUpStatus, Order, OrderLine,
+                                     OutboundMessage, PrivacyRequest, PrivacyRequestKind, Program,
+                                     ProgramVersion, Refund, Shop, ShopStatus, VocEvent, VocItem,
+                                     WebhookDelivery, utcnow)
 
 #: what replaces a customer's own words in a redacted VOC item
 REDACTED_TEXT = "[redacted]"
@@ -76,6 +79,21 @@ def export_customer_data(session: Session, box: SecretBox, shop_id: int, *,
                    for o in orders],
         "voc_items": [dict(reference=v.reference, kind=v.kind.value, body=v.body,
                            created_at=v.created_at) for v in voc_items],
+        "follow_ups": [dict(step=f.step, due_at=f.due_at, status=f.status.value, answer=f.answer,
+                            answer_comment=f.answer_comment, answered_at=f.answered_at)
+                       for f in session.scalars(select(FollowUp).where(
+                           FollowUp.shop_id == shop_id,
+                           FollowUp.order_id.in_([o.id for o in orders] or [-1])))],
+        "claims": [dict(program=c.program_kind.value, status=c.status.value, event=c.event,
+                        event_date=c.event_date, evidence=c.evidence, created_at=c.created_at)
+                   for c in session.scalars(select(Claim).where(
+                       Claim.shop_id == shop_id,
+                       Claim.voc_item_id.in_([v.id for v in voc_items] or [-1])))],
+        "messages": [dict(channel=m.channel, recipient=m.recipient, subject=m.subject,
+                          sent_at=m.sent_at)
+                     for m in session.scalars(select(OutboundMessage).where(
+                         OutboundMessage.shop_id == shop_id,
+                         OutboundMessage.recipient.in_(emails or [""])))],
     }
     request = PrivacyRequest(
         shop_id=shop_id, kind=PrivacyRequestKind.DATA_REQUEST,
@@ -113,6 +131,28 @@ def redact_customers(session: Session, shop_id: int, *, platform_customer_ids: S
         update(VocItem).where(VocItem.shop_id == shop_id, voc_filter)
         .values(body=REDACTED_TEXT, contact_name=None, contact_email=None, contact_phone=None)
         .returning(VocItem.id)).all())
+    order_ids = [o.id for o in orders] or [-1]
+    touched += len(session.execute(
+        update(FollowUp).where(FollowUp.shop_id == shop_id, FollowUp.order_id.in_(order_ids))
+        .values(answer_comment=None).returning(FollowUp.id)).all())
+    # nothing more is sent to a redacted customer
+    session.execute(update(FollowUp).where(FollowUp.shop_id == shop_id,
+                                           FollowUp.order_id.in_(order_ids),
+                                           FollowUp.status.in_((FollowUpStatus.SCHEDULED,
+                                                                FollowUpStatus.QUEUED)))
+                    .values(status=FollowUpStatus.CANCELLED, skip_reason="customer redacted",
+                            lease_until=None))
+    session.execute(update(Enrollment).where(Enrollment.shop_id == shop_id,
+                                             Enrollment.order_id.in_(order_ids),
+                                             Enrollment.status == EnrollmentStatus.ACTIVE)
+                    .values(status=EnrollmentStatus.CANCELLED, cancelled_reason="customer redacted"))
+    session.execute(update(Claim).where(Claim.shop_id == shop_id, Claim.order_id.in_(order_ids))
+                    .values(evidence={}))
+    touched += len(session.execute(
+        update(OutboundMessage).where(OutboundMessage.shop_id == shop_id,
+                                      OutboundMessage.recipient.in_(all_emails or [""]))
+        .values(recipient=REDACTED_TEXT, subject=None, body=REDACTED_TEXT, data=None)
+        .returning(OutboundMessage.id)).all())
     needles = [n.encode() for n in (*all_emails, *(c.platform_customer_id for c in customers),
                                     *(o.platform_order_id for o in orders)) if n]
     touched += _blank_delivery_bodies(session, shop_id, needles)
@@ -149,7 +189,8 @@ def _blank_delivery_bodies(session: Session, shop_id: int, needles: list[bytes],
 def redact_shop(session: Session, shop_id: int, keep_delivery_id: int | None = None) -> None:
     """Delete every row the shop owns; the shop row stays, uninstalled and without secrets, so a
     later reinstall starts clean and late deliveries are still recognised."""
-    for model in (VocEvent, VocItem, Refund, OrderLine, Order, Customer):
+    for model in (Claim, FollowUp, Enrollment, OutboundMessage, VocEvent, VocItem, Refund,
+                  OrderLine, Order, Customer, ProgramVersion, Program):
         session.execute(delete(model).where(model.shop_id == shop_id))
     session.execute(delete(WebhookDelivery).where(WebhookDelivery.shop_id == shop_id,
                                                   WebhookDelivery.id != (keep_delivery_id or -1)))
@@ -160,10 +201,12 @@ def redact_shop(session: Session, shop_id: int, keep_delivery_id: int | None = N
 
 
 def uninstall_shop(session: Session, shop_id: int) -> None:
-    """The merchant removed the app: its access credentials are void and are dropped at once."""
+    """The merchant removed the app: its access credentials are void and are dropped at once, and
+    no follow-up of the shop is sent any more."""
     shop = session.get(Shop, shop_id)
     if shop is None:
         return
+    stop_shop(session, shop_id, "shop uninstalled")
     if shop.status is not ShopStatus.UNINSTALLED:
         shop.status = ShopStatus.UNINSTALLED
         shop.uninstalled_at = utcnow()

@@ -6,11 +6,13 @@ themselves, so every item gets a reference number, a first timeline event and th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import VocChannel, VocEvent, VocItem, VocKind, VocStatus, utcnow
@@ -39,6 +41,9 @@ class NewVocItem:
     ack_promise_hours: int | None = None
     #: what the first ``received`` event keeps besides the channel (e.g. the order number as typed)
     event_data: dict | None = None
+    #: called with (session, item) before the commit: rows that belong with the item (a claim)
+    #: are written in the same transaction, so there is never one without the other
+    attach: Callable[[Session, VocItem], None] | None = None
 
 
 def reference_for(year: int, sequence: int) -> str:
@@ -70,6 +75,8 @@ def record_voc_item(runtime: Runtime, shop_id: int, new: NewVocItem) -> VocItem:
                                      to_status=VocStatus.RECEIVED.value, actor=new.actor,
                                      data={"channel": new.channel.value, **(new.event_data or {})},
                                      created_at=now))
+                if new.attach is not None:
+                    new.attach(session, item)
             break
         except IntegrityError:
             continue
@@ -81,3 +88,20 @@ def record_voc_item(runtime: Runtime, shop_id: int, new: NewVocItem) -> VocItem:
     except Exception:  # noqa: BLE001 — the item is stored; a plugin's failure must not undo that
         log.exception("a voc_item_created hook failed for item %s", item.id)
     return item
+
+
+def add_event(session: Session, item: VocItem, type_: str, actor: str, *,
+              to_status: VocStatus | None = None, note: str | None = None,
+              data: dict | None = None) -> VocEvent:
+    """Append one event to an item's timeline, moving its status when ``to_status`` is given."""
+    now = utcnow()
+    from_status = item.status.value
+    if to_status is not None and to_status is not item.status:
+        item.status = to_status
+        item.updated_at = now
+    event = VocEvent(shop_id=item.shop_id, voc_item_id=item.id, type=type_, actor=actor,
+                     from_status=from_status if to_status else None,
+                     to_status=to_status.value if to_status else None, note=note, data=data,
+                     created_at=now)
+    session.add(event)
+    return event

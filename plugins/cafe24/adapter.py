@@ -1,4 +1,5 @@
-"""The Cafe24 platform adapter: webhook identity, canonical events, Admin API fetches.
+"""The Cafe24 platform adapter: webhook identity, canonical events, Admin API fetches, and an approved
+claim's order return (:mod:`.settlement`).
 
 What Cafe24 does differently from the other platforms, and how this module copes:
 
@@ -20,7 +21,7 @@ import hashlib
 import hmac
 import ipaddress
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -30,6 +31,10 @@ from marshmallow import Schema, ValidationError
 
 from ccms_addon.platforms import (
     AppUninstalled,
+    InstallRequest,
+    InstallResult,
+    SessionTokenUnsupportedError,
+    WebhookRegistration,
     CanonicalEvent,
     CustomerChanged,
     CustomerRecord,
@@ -40,6 +45,7 @@ from ccms_addon.platforms import (
     FulfillmentStatus,
     OrderChanged,
     OrderLineRecord,
+    OrderPage,
     OrderRecord,
     OrdersNeedFetch,
     PayloadInvalidError,
@@ -47,6 +53,8 @@ from ccms_addon.platforms import (
     PlatformUnavailableError,
     RefundCreated,
     RefundRecord,
+    SettlementRequest,
+    SettlementResult,
     ShopContext,
     UnknownTopicError,
     WebhookRequest,
@@ -54,8 +62,9 @@ from ccms_addon.platforms import (
     load_json,
 )
 
-from . import schemas, widget
-from .client import DEFAULT_TIMEOUT, MAX_RETRIES, Cafe24Client, Sleep
+from . import install, schemas, settlement, sync, widget
+from .client import (DEFAULT_TIMEOUT, MAX_RETRIES, Cafe24Client, Sleep, fresh_shop,
+                     reauthorizer)
 
 #: the header Cafe24 puts the app's webhook key in
 API_KEY_HEADER = "X-API-Key"
@@ -321,10 +330,12 @@ class Cafe24Adapter:
     name = "cafe24"
 
     def __init__(self, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                 max_retries: int = MAX_RETRIES, sleep: Sleep = time.sleep) -> None:
+                 max_retries: int = MAX_RETRIES, sleep: Sleep = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._timeout = timeout
         self._max_retries = max_retries
         self._sleep = sleep
+        self._clock = clock
 
     # -- shop registration and replay -------------------------------------------------------------
 
@@ -457,6 +468,16 @@ class Cafe24Adapter:
                     updated_at=fetched_at))
         return records
 
+    def list_orders(self, shop: ShopContext, *, updated_since: datetime | None,
+                    cursor: str | None) -> OrderPage:
+        """``GET /api/v2/admin/orders`` by date windows (``order_date`` for history, the dates of
+        every order event for "updated since"), counted first, ``limit=1000`` with ``offset``;
+        paced by ``X-Api-Call-Limit``; see :mod:`.sync`."""
+        with self._client(shop) as client:
+            return sync.list_orders(shop, client, shop_no=self._shop_no(shop),
+                                    updated_since=updated_since, cursor=cursor,
+                                    sleep=self._sleep, clock=self._clock)
+
     # -- the storefront widget -------------------------------------------------------------------
 
     def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:
@@ -466,14 +487,70 @@ class Cafe24Adapter:
             return widget.inject_widget(client, shop_no=self._shop_no(shop), loader_url=loader_url,
                                         widget_key=widget_key, client_id=shop.settings.get("client_id"))
 
+    # -- an approved claim's refund or return ----------------------------------------------------
+
+    def settle_claim(self, shop: ShopContext, request: SettlementRequest) -> SettlementResult:
+        """An order return (``POST /api/v2/admin/orders/{order_id}/return``): accepted for a return,
+        completed (Cafe24 refunds the items) for a refund, after looking for a return whose reason
+        carries ``request.reference``; see :mod:`.settlement`. The shop setting
+        ``cafe24_pg_cancel=false`` leaves the PG payment for the merchant to cancel."""
+        pg_cancel = str(shop.settings.get("cafe24_pg_cancel", "true")).strip().lower() not in (
+            "false", "0", "no", "off")
+        with self._client(shop) as client:
+            return settlement.settle_claim(client, shop_no=self._shop_no(shop), request=request,
+                                           pg_cancel=pg_cancel)
+
+    # -- install, webhooks and the admin (see :mod:`.install`) -------------------------------------
+
+    def install_shop(self, request: InstallRequest, settings: Mapping[str, str]) -> str:
+        """The mall id of ``?mall_id=`` (what Cafe24 appends to the App URL), in canonical form."""
+        return install.install_shop(request, settings)
+
+    def install_url(self, shop_domain: str, *, state: str, callback_url: str,
+                    settings: Mapping[str, str]) -> str:
+        """``https://{mall_id}.cafe24api.com/api/v2/oauth/authorize`` with ``response_type=code``,
+        the client id, ``state``, the redirect URI and ``CCMS_CAFE24_SCOPES``."""
+        return install.install_url(shop_domain, state=state, callback_url=callback_url,
+                                   settings=settings)
+
+    def install_state(self, request: InstallRequest) -> str | None:
+        """Cafe24 echoes ``state`` in the redirect's query."""
+        return request.arg("state")
+
+    def complete_install(self, shop_domain: str, request: InstallRequest, *, callback_url: str,
+                         settings: Mapping[str, str]) -> InstallResult:
+        """``POST /api/v2/oauth/token`` (``grant_type=authorization_code``, HTTP Basic client
+        credentials): both tokens and their expiry, the mall's ``shop_no``."""
+        return install.complete_install(shop_domain, request, callback_url=callback_url,
+                                        settings=settings)
+
+    def register_webhooks(self, shop: ShopContext, webhook_url: str,
+                          webhook_secret: str | None) -> WebhookRegistration:
+        """Switch the mall's webhook reception on; the events and the URL are chosen in the
+        developer center (Cafe24 signs with the app's webhook key: no per-shop secret)."""
+        with self._client(shop) as client:
+            return install.register_webhooks(client, webhook_url)
+
+    def verify_session_token(self, token: str, settings: Mapping[str, str]) -> str:
+        """Cafe24 apps open in their own window: there is no embedded admin session token."""
+        raise SessionTokenUnsupportedError("Cafe24 has no embedded admin session tokens")
+
+    def frame_ancestors(self, shop_domain: str) -> list[str]:
+        """The admin is never framed for a Cafe24 mall."""
+        return []
+
     def _client(self, shop: ShopContext) -> Cafe24Client:
+        shop = fresh_shop(shop)  # an access token about to expire is refreshed first
         token = shop.credentials.get("access_token")
         if not token:
             raise PlatformAuthError(f"no Cafe24 access token stored for shop {shop.shop_id}")
         base = shop.settings.get("api_base_url", DEFAULT_API_BASE_URL).replace("{domain}", shop.domain)
         version = shop.settings.get("api_version", DEFAULT_API_VERSION)
-        return Cafe24Client(base, str(token), version, timeout=self._timeout,
-                            max_retries=self._max_retries, sleep=self._sleep)
+        client = Cafe24Client(base, str(token), version, timeout=self._timeout,
+                              max_retries=self._max_retries, sleep=self._sleep)
+        if shop.credentials.get("refresh_token"):
+            client.reauthorize = reauthorizer(shop)  # and once more on a 401
+        return client
 
     @staticmethod
     def _shop_no(shop: ShopContext) -> str:

@@ -1,4 +1,5 @@
-"""The Shopify platform adapter: webhook identity and signature, payload normalisation, admin API fetches.
+"""The Shopify platform adapter: webhook identity and signature, payload normalisation, admin API fetches,
+and an approved claim's refund or return (:mod:`.settlement`).
 
 Shopify facts this module relies on (shopify.dev, webhooks delivery structure and reference 2026-07):
 
@@ -17,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -28,6 +30,9 @@ from marshmallow import Schema, ValidationError
 
 from ccms_addon.platforms import (
     AppUninstalled,
+    InstallRequest,
+    InstallResult,
+    WebhookRegistration,
     CanonicalEvent,
     CustomerChanged,
     CustomerDataRequested,
@@ -38,12 +43,15 @@ from ccms_addon.platforms import (
     FulfillmentStatus,
     OrderChanged,
     OrderLineRecord,
+    OrderPage,
     OrderRecord,
     OrdersNeedFetch,
     PayloadInvalidError,
     PlatformUnavailableError,
     RefundCreated,
     RefundRecord,
+    SettlementRequest,
+    SettlementResult,
     ShopContext,
     ShopRedactRequested,
     UnknownTopicError,
@@ -52,7 +60,7 @@ from ccms_addon.platforms import (
     load_json,
 )
 
-from . import schemas, widget
+from . import install, schemas, settlement, sync, widget
 from .client import DEFAULT_API_VERSION, ShopifyAdminClient
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
@@ -96,7 +104,11 @@ class ShopifyAdapter:
 
     name = "shopify"
 
-    def __init__(self) -> None:
+    def __init__(self, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        #: how the admin-API calls of ``list_orders`` wait and read time (tests make both fake)
+        self._sleep = sleep
+        self._clock = clock
         self._normalizers: dict[str, Callable[[dict[str, Any]], list[CanonicalEvent]]] = {
             **{topic: self._order_changed for topic in ORDER_TOPICS},
             "orders/edited": self._order_edited,
@@ -217,12 +229,70 @@ class ShopifyAdapter:
             customers = client.customers(platform_customer_ids)
         return [_fetched(_CUSTOMER, customer, customer_record) for customer in customers]
 
+    def list_orders(self, shop: ShopContext, *, updated_since: datetime | None,
+                    cursor: str | None) -> OrderPage:
+        """GraphQL ``orders`` sorted by ``UPDATED_AT``, paced by the query-cost bucket; history
+        through a bulk operation; see :mod:`.sync`."""
+        with ShopifyAdminClient.for_shop(shop, sleep=self._sleep) as client:
+            return sync.list_orders(shop, client, updated_since=updated_since, cursor=cursor,
+                                    sleep=self._sleep, clock=self._clock)
+
     # ---- the storefront widget ------------------------------------------------------------------
 
     def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:
         """The theme app extension's app embed when the merchant has switched it on, else a
         ScriptTag (``loader_url?shop_key=…``) as the fallback; see :mod:`.widget`."""
         return widget.inject_widget(shop, loader_url, widget_key)
+
+    # ---- an approved claim's refund or return ---------------------------------------------------
+
+    def settle_claim(self, shop: ShopContext, request: SettlementRequest) -> SettlementResult:
+        """A refund (GraphQL ``refundCreate`` with ``@idempotent``) or an open return
+        (``returnCreate``), after looking for one that already carries ``request.reference`` in its
+        note; see :mod:`.settlement`."""
+        return settlement.settle_claim(shop, request)
+
+    # ---- install, webhooks and the embedded admin (see :mod:`.install`) --------------------------
+
+    def install_shop(self, request: InstallRequest, settings: Mapping[str, str]) -> str:
+        """The ``*.myshopify.com`` shop of an install request whose ``hmac`` (hex HMAC-SHA256 of
+        the sorted query, keyed with the client secret) and ``timestamp`` check out."""
+        return install.install_shop(request, settings)
+
+    def install_url(self, shop_domain: str, *, state: str, callback_url: str,
+                    settings: Mapping[str, str]) -> str:
+        """``https://{shop}/admin/oauth/authorize`` with the client id, ``CCMS_SHOPIFY_SCOPES``,
+        the redirect URI and ``state`` (offline access)."""
+        return install.install_url(shop_domain, state=state, callback_url=callback_url,
+                                   settings=settings)
+
+    def install_state(self, request: InstallRequest) -> str | None:
+        """Shopify echoes ``state`` in the redirect's query."""
+        return request.arg("state")
+
+    def complete_install(self, shop_domain: str, request: InstallRequest, *, callback_url: str,
+                         settings: Mapping[str, str]) -> InstallResult:
+        """Check the redirect's ``hmac`` and shop, then ``POST https://{shop}/admin/oauth/access_token``
+        for an (expiring) offline token; lands in the embedded admin."""
+        return install.complete_install(shop_domain, request, callback_url=callback_url,
+                                        settings=settings)
+
+    def register_webhooks(self, shop: ShopContext, webhook_url: str,
+                          webhook_secret: str | None) -> WebhookRegistration:
+        """GraphQL ``webhookSubscriptionCreate`` for the order, refund, customer and
+        ``app/uninstalled`` topics (deliveries are signed with the app secret: no per-shop
+        secret); the privacy topics are the app configuration's."""
+        return install.register_webhooks(shop, webhook_url)
+
+    def verify_session_token(self, token: str, settings: Mapping[str, str]) -> str:
+        """The shop of an App Bridge session token (HS256 with the client secret; ``exp``/``nbf``
+        with 10 s leeway; ``aud`` the API key; ``dest`` a myshopify.com shop and ``iss`` its
+        admin)."""
+        return install.verify_session_token(token, settings)
+
+    def frame_ancestors(self, shop_domain: str) -> list[str]:
+        """The embedded admin is framed by ``https://{shop}`` and ``https://admin.shopify.com``."""
+        return install.frame_ancestors(shop_domain)
 
     # ---- one normalizer per payload shape -------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """A small client for Shopify's Admin API: orders and customers for the worker, script tags, the live
-theme's settings and app-data metafields for the widget injection.
+theme's settings and app-data metafields for the widget injection, and the GraphQL operations of a
+claim's settlement (:mod:`.settlement`).
 
 Shopify rate-limits the REST Admin API per app and shop with a leaky bucket (40 requests, leaking
 2 per second on a standard plan); every response reports the bucket in ``X-Shopify-Shop-Api-Call-Limit``
@@ -21,7 +22,8 @@ import requests
 from ccms_addon.platform_http import AdminApiClient
 from ccms_addon.platform_http import retry_after_seconds as _retry_after_seconds
 from ccms_addon.platforms import (PlatformAuthError, PlatformError, PlatformUnavailableError,
-                                  ShopContext)
+                                  ShopContext, credentials_expiring, expires_at,
+                                  refreshed_credentials)
 
 #: the Admin API version requested when the shop's settings name none
 DEFAULT_API_VERSION = "2026-07"
@@ -67,8 +69,40 @@ mutation ccmsMetafieldsSet($metafields: [MetafieldsSetInput!]!) {
 """
 
 
+class ShopifyThrottledError(PlatformUnavailableError):
+    """The GraphQL Admin API answered ``THROTTLED``: the bucket did not hold the query's cost.
+
+    ``wait`` is how long the bucket needs to restore the missing points (requested cost less
+    what is available, over the restore rate), 0 when the answer did not say; ``cost`` is the
+    answer's ``extensions.cost``."""
+
+    def __init__(self, message: str, *, wait: float = 0.0,
+                 cost: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+        self.cost = cost
+
+
+class QueryCostExceededError(PlatformError):
+    """The query asks for more than a single query may cost (``MAX_COST_EXCEEDED``): ask for less."""
+
+
+def throttle_wait(cost: Mapping[str, Any] | None) -> float:
+    """Seconds until the bucket of ``extensions.cost`` holds the requested cost again."""
+    try:
+        status = cost["throttleStatus"]  # type: ignore[index]
+        missing = float(cost["requestedQueryCost"]) - float(status["currentlyAvailable"])  # type: ignore[index]
+        rate = float(status["restoreRate"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return max(0.0, missing / rate) if rate > 0 else 0.0
+
+
 class ShopifyAdminClient(AdminApiClient):
     """Admin API calls for one shop. Use as a context manager: it owns a ``requests.Session``."""
+
+    #: ``extensions.cost`` of the last GraphQL answer (requested and actual cost, the bucket)
+    last_cost: Mapping[str, Any] | None = None
 
     platform = "Shopify"
     max_retries = MAX_ATTEMPTS - 1
@@ -86,18 +120,50 @@ class ShopifyAdminClient(AdminApiClient):
 
     @classmethod
     def for_shop(cls, shop: ShopContext, **kwargs: Any) -> "ShopifyAdminClient":
-        """A client for ``shop``: settings ``api_base_url`` / ``api_version``, credential ``access_token``."""
+        """A client for ``shop``: settings ``api_base_url`` / ``api_version``, credential ``access_token``.
+
+        An expiring offline token is refreshed first when it is about to expire, and once more if
+        Shopify answers 401 (see :func:`refresh_access_token`); the new tokens go to
+        ``shop.credentials_store``.
+        """
+        shop = fresh_shop(shop)
         token = shop.credentials.get("access_token")
         if not token or not isinstance(token, str):
             raise PlatformAuthError(f"no Shopify access token stored for {shop.domain}")
         base_url = shop.settings.get("api_base_url", DEFAULT_BASE_URL).format(domain=shop.domain)
         version = shop.settings.get("api_version", DEFAULT_API_VERSION)
-        return cls(base_url, version, token, **kwargs)
+        client = cls(base_url, version, token, **kwargs)
+        if shop.credentials.get("refresh_token"):
+            client.reauthorize = _reauthorizer(shop)
+        return client
+
+    # -- a refused expiring token: refresh once and retry -----------------------------------------
+
+    #: called once when Shopify answers 401: returns a fresh access token, or None
+    reauthorize: Callable[[], str | None] | None = None
+    _reauthorized = False
+    #: the HTTP status of the last answer (401 tells an expired token from a 403 missing scope)
+    last_status: int | None = None
+
+    def send(self, method: str, path: str, **kwargs: Any) -> requests.Response | None:
+        """As the shared client's ``send``; a 401 is answered once by refreshing the token."""
+        try:
+            return super().send(method, path, **kwargs)
+        except PlatformAuthError:
+            if self.reauthorize is None or self._reauthorized or self.last_status != 401:
+                raise
+            self._reauthorized = True
+            token = self.reauthorize()
+            if not token:
+                raise
+            self.headers[ACCESS_TOKEN_HEADER] = token
+            return super().send(method, path, **kwargs)
 
     # -- the shared client's hooks -----------------------------------------------------------------
 
     def observe_response(self, response: requests.Response) -> float:
         """Keep the bucket Shopify reported; the 429 retries are the only waits."""
+        self.last_status = response.status_code
         self.call_limit = parse_call_limit(response.headers.get(CALL_LIMIT_HEADER)) or self.call_limit
         return 0.0
 
@@ -182,14 +248,25 @@ class ShopifyAdminClient(AdminApiClient):
                          json_body={"query": query, "variables": dict(variables or {})})
         if not isinstance(body, dict):
             raise PlatformUnavailableError("Shopify graphql.json answered without a JSON object")
+        extensions = body.get("extensions")
+        cost = extensions.get("cost") if isinstance(extensions, dict) else None
+        self.last_cost = cost if isinstance(cost, dict) else None
         errors = body.get("errors")
         if errors:
             codes = {str((e.get("extensions") or {}).get("code", "")) for e in errors
                      if isinstance(e, dict)} if isinstance(errors, list) else set()
             messages = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e)
                                  for e in (errors if isinstance(errors, list) else [errors]))[:300]
-            if "THROTTLED" in codes:
-                raise PlatformUnavailableError(f"Shopify GraphQL throttled: {messages}")
+            if "THROTTLED" in codes or messages.strip() == "Throttled":
+                raise ShopifyThrottledError(f"Shopify GraphQL throttled: {messages}",
+                                            wait=throttle_wait(self.last_cost),
+                                            cost=self.last_cost)
+            if "MAX_COST_EXCEEDED" in codes:
+                raise QueryCostExceededError(f"Shopify GraphQL: {messages}")
+            if "INTERNAL_SERVER_ERROR" in codes or any("CONCURRENT" in code for code in codes):
+                # Shopify's side failed, or a request with the same idempotency key is still
+                # running: both are worth a later retry, never a permanent failure
+                raise PlatformUnavailableError(f"Shopify GraphQL unavailable: {messages}")
             if "ACCESS_DENIED" in codes:
                 raise PlatformAuthError(f"Shopify GraphQL access denied: {messages}")
             raise PlatformError(f"Shopify GraphQL error: {messages}")
@@ -219,6 +296,109 @@ class ShopifyAdminClient(AdminApiClient):
             text = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors
                              if isinstance(e, dict))
             raise PlatformError(f"Shopify metafieldsSet refused: {text}"[:400])
+
+
+# --------------------------------------------------------------------------------------------------
+# The OAuth token endpoint: POST https://{shop}/admin/oauth/access_token
+# --------------------------------------------------------------------------------------------------
+
+#: the token endpoint's path under the shop's base URL
+ACCESS_TOKEN_PATH = "/admin/oauth/access_token"
+#: the refresh-token grant of expiring offline tokens
+REFRESH_GRANT = "refresh_token"
+
+
+class ShopifyOAuthClient(AdminApiClient):
+    """The token endpoint of one shop (authorization code grant and refresh-token grant).
+
+    The client secret travels in the JSON body, so no redirect is ever followed."""
+
+    platform = "Shopify OAuth"
+    max_retries = MAX_ATTEMPTS - 1
+    retry_after_cap = RETRY_AFTER_CAP
+    default_retry_after = DEFAULT_RETRY_AFTER
+
+    @property
+    def sends_credentials(self) -> bool:
+        return True
+
+    def token(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The token endpoint's JSON answer (``access_token``, ``scope``, and for an expiring
+        offline token ``expires_in``, ``refresh_token``, ``refresh_token_expires_in``)."""
+        answer = self.call("POST", ACCESS_TOKEN_PATH, json_body=dict(body))
+        if not isinstance(answer, dict) or not isinstance(answer.get("access_token"), str) \
+                or not answer["access_token"]:
+            raise PlatformUnavailableError("Shopify's token endpoint answered without an access_token")
+        return answer
+
+
+def oauth_client(shop_domain: str, settings: Mapping[str, str], **kwargs: Any) -> ShopifyOAuthClient:
+    """The token endpoint client for ``shop_domain`` (``api_base_url`` as the Admin API's)."""
+    base_url = settings.get("api_base_url", DEFAULT_BASE_URL).format(domain=shop_domain)
+    return ShopifyOAuthClient(base_url, timeout=TIMEOUT, **kwargs)
+
+
+def token_credentials(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """What is stored of a token answer: the access token, its scopes and, for an expiring offline
+    token, when it expires and the refresh token (with its own expiry)."""
+    credentials: dict[str, Any] = {"access_token": answer["access_token"],
+                                   "scope": str(answer.get("scope") or "")}
+    if answer.get("expires_in") is not None:
+        credentials["expires_at"] = expires_at(float(answer["expires_in"]))
+    if answer.get("refresh_token"):
+        credentials["refresh_token"] = str(answer["refresh_token"])
+        if answer.get("refresh_token_expires_in") is not None:
+            credentials["refresh_token_expires_at"] = expires_at(
+                float(answer["refresh_token_expires_in"]))
+    return credentials
+
+
+def refresh_access_token(shop_domain: str, credentials: Mapping[str, Any],
+                         settings: Mapping[str, str]) -> dict[str, Any]:
+    """Exchange the refresh token for a new expiring offline token (and a new refresh token: Shopify
+    replaces it on every use). ``PlatformAuthError`` when Shopify refuses it (uninstalled, expired
+    after 90 days unused): the merchant must open the app again."""
+    refresh_token = credentials.get("refresh_token")
+    if not refresh_token:
+        raise PlatformAuthError(f"no Shopify refresh token stored for {shop_domain}")
+    if not settings.get("api_key") or not settings.get("api_secret"):
+        raise PlatformAuthError("CCMS_SHOPIFY_API_KEY / CCMS_SHOPIFY_API_SECRET are not set")
+    with oauth_client(shop_domain, settings) as client:
+        try:
+            answer = client.token({"client_id": settings["api_key"],
+                                   "client_secret": settings["api_secret"],
+                                   "grant_type": REFRESH_GRANT, "refresh_token": refresh_token})
+        except PlatformAuthError:
+            raise
+        except PlatformUnavailableError:
+            raise
+        except PlatformError as exc:  # 400 invalid_grant: the refresh token is void
+            raise PlatformAuthError(f"Shopify refused the refresh token of {shop_domain}: {exc}"
+                                    ) from None
+    return token_credentials(answer)
+
+
+def fresh_shop(shop: ShopContext) -> ShopContext:
+    """``shop`` with its expiring token refreshed when less than the margin is left of it."""
+    if (shop.credentials_store is None or not shop.credentials.get("refresh_token")
+            or not credentials_expiring(shop.credentials)):
+        return shop
+    from dataclasses import replace
+    new = refreshed_credentials(shop, shop.credentials,
+                                lambda current: refresh_access_token(shop.domain, current,
+                                                                     shop.settings))
+    return replace(shop, credentials=dict(new))
+
+
+def _reauthorizer(shop: ShopContext) -> Callable[[], str | None]:
+    def reauthorize() -> str | None:
+        new = refreshed_credentials(shop, shop.credentials,
+                                    lambda current: refresh_access_token(shop.domain, current,
+                                                                         shop.settings))
+        token = new.get("access_token")
+        return token if isinstance(token, str) and token != shop.credentials.get("access_token") \
+            else None
+    return reauthorize
 
 
 def _items(body: Any, key: str, path: str) -> Iterator[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""The WooCommerce platform adapter: webhooks in, REST API v3 out.
+"""The WooCommerce platform adapter: webhooks in, REST API v3 out (fetches, and an approved claim's
+refund: :mod:`.settlement`).
 
 Facts this relies on (WooCommerce ``includes/class-wc-webhook.php`` and the REST API v3 docs):
 
@@ -20,7 +21,8 @@ import hashlib
 import hmac
 import html
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from secrets import token_hex
@@ -31,11 +33,14 @@ from marshmallow import Schema, ValidationError
 
 from ccms_addon.platforms import (CanonicalEvent, CustomerChanged, CustomerRecord,
                                   CustomerRedactRequested, DeliveryIdentity, FinancialStatus,
-                                  FulfillmentStatus, OrderChanged, OrderLineRecord, OrderRecord,
-                                  PayloadInvalidError, PlatformAuthError, RefundRecord, ShopContext,
+                                  FulfillmentStatus, OrderChanged, OrderLineRecord, OrderPage, OrderRecord,
+                                  PayloadInvalidError, PlatformAuthError, RefundRecord,
+                                  SettlementRequest, SettlementResult, ShopContext,
                                   UnknownTopicError, WebhookRequest, WidgetInjection, load_json)
+from ccms_addon.platforms import (InstallRequest, InstallResult, SessionTokenUnsupportedError,
+                                  WebhookRegistration)
 
-from . import widget
+from . import install, settlement, sync, widget
 from .client import MAX_PER_PAGE, WooCommerceClient
 from .schemas import (WooCommerceCustomerPayloadSchema, WooCommerceDeletedPayloadSchema,
                       WooCommerceDeliverySchema, WooCommerceOrderPayloadSchema)
@@ -103,6 +108,10 @@ class WooCommerceAdapter:
     """Implements :class:`ccms_addon.platforms.PlatformAdapter` for WooCommerce (REST API v3)."""
 
     name = "woocommerce"
+
+    def __init__(self, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        #: how the REST API client waits out a 429 (tests make it instant)
+        self._sleep = sleep
 
     # -- webhook ingress ---------------------------------------------------------------------------
 
@@ -212,10 +221,74 @@ class WooCommerceAdapter:
         return [customer_record(_load(schema, item, "GET customers"))
                 for item in self._fetch(shop, "customers", platform_customer_ids, {"role": "all"})]
 
+    def list_orders(self, shop: ShopContext, *, updated_since: datetime | None,
+                    cursor: str | None) -> OrderPage:
+        """``GET /wp-json/wc/v3/orders?orderby=modified&order=asc&modified_after=…&per_page=100``,
+        keyed by modification time rather than page numbers; see :mod:`.sync`."""
+        with self._client(shop) as client:
+            return sync.list_orders(shop, client, updated_since=updated_since, cursor=cursor)
+
     def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:
         """WooCommerce cannot take the widget remotely: the WordPress plugin's zip and the
         merchant's steps (``method="wordpress_plugin"``); see :mod:`.widget`."""
         return widget.inject_widget(shop, loader_url, widget_key)
+
+    def settle_claim(self, shop: ShopContext, request: SettlementRequest) -> SettlementResult:
+        """``POST /wp-json/wc/v3/orders/{id}/refunds`` after looking for a refund that already
+        carries ``request.reference``; a ``return`` is a refund of the lines with ``api_restock``
+        (WooCommerce core has no returns). The shop setting ``woocommerce_api_refund=false`` records
+        manual refunds (``api_refund: false``) for gateways that cannot refund; see
+        :mod:`.settlement`."""
+        api_refund = str(shop.settings.get("woocommerce_api_refund", "true")).strip().lower() not in (
+            "false", "0", "no", "off")
+        with self._client(shop) as client:
+            return settlement.settle_claim(client, request, api_refund=api_refund)
+
+    # -- install, webhooks and the admin (see :mod:`.install`) -------------------------------------
+
+    def install_shop(self, request: InstallRequest, settings: Mapping[str, str]) -> str:
+        """The canonical https site URL of ``?site=``."""
+        return install.install_shop(request, settings)
+
+    def install_url(self, shop_domain: str, *, state: str, callback_url: str,
+                    settings: Mapping[str, str]) -> str:
+        """``{site}/wc-auth/v1/authorize?app_name&scope=read_write&user_id={state}&return_url&
+        callback_url`` (both URLs the core's callback)."""
+        return install.install_url(shop_domain, state=state, callback_url=callback_url,
+                                   settings=settings)
+
+    def install_state(self, request: InstallRequest) -> str | None:
+        """``user_id``, echoed in the posted keys and in the browser's return."""
+        return install.install_state(request)
+
+    def complete_install(self, shop_domain: str, request: InstallRequest, *, callback_url: str,
+                         settings: Mapping[str, str]) -> InstallResult | None:
+        """The site's POST of ``{key_id, user_id, consumer_key, consumer_secret,
+        key_permissions}``: read_write keys the site accepts, and a new webhook secret. The
+        browser's return (``success=1``) carries nothing: None."""
+        return install.complete_install(shop_domain, request, settings=settings)
+
+    def register_webhooks(self, shop: ShopContext, webhook_url: str,
+                          webhook_secret: str | None) -> WebhookRegistration:
+        """``POST /wp-json/wc/v3/webhooks`` per topic (or ``PUT`` the one that exists), each with
+        the shop's ``webhook_secret``."""
+        with self._client(shop) as client:
+            return install.register_webhooks(client, webhook_url, webhook_secret)
+
+    def verify_session_token(self, token: str, settings: Mapping[str, str]) -> str:
+        """WooCommerce has no embedded admin session tokens."""
+        raise SessionTokenUnsupportedError("WooCommerce has no embedded admin session tokens")
+
+    def frame_ancestors(self, shop_domain: str) -> list[str]:
+        """The admin is never framed for a WooCommerce site."""
+        return []
+
+    def _client(self, shop: ShopContext) -> WooCommerceClient:
+        key, secret = shop.credentials.get("consumer_key"), shop.credentials.get("consumer_secret")
+        if not key or not secret:
+            raise PlatformAuthError(f"shop {shop.shop_id} has no WooCommerce consumer key/secret")
+        base = shop.settings.get("api_base_url", "{domain}").replace("{domain}", shop.domain)
+        return WooCommerceClient(base, key, secret, sleep=getattr(self, "_sleep", time.sleep))
 
     def _fetch(self, shop: ShopContext, resource: str, ids: Sequence[str],
                params: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -223,12 +296,8 @@ class WooCommerceAdapter:
         wanted = sorted({int(i) for i in map(str, ids) if i.isascii() and i.isdigit() and int(i) > 0})
         if not wanted:
             return []
-        key, secret = shop.credentials.get("consumer_key"), shop.credentials.get("consumer_secret")
-        if not key or not secret:
-            raise PlatformAuthError(f"shop {shop.shop_id} has no WooCommerce consumer key/secret")
-        base = shop.settings.get("api_base_url", "{domain}").replace("{domain}", shop.domain)
         items: list[dict[str, Any]] = []
-        with WooCommerceClient(base, key, secret) as client:
+        with self._client(shop) as client:
             for start in range(0, len(wanted), MAX_PER_PAGE):
                 chunk = ",".join(str(i) for i in wanted[start:start + MAX_PER_PAGE])
                 items += client.list_all(resource, {**params, "include": chunk})

@@ -8,7 +8,10 @@ the ``X-WP-TotalPages`` header and ``per_page`` is at most 100.
 Retries, timeouts and the error mapping are the shared
 :class:`~ccms_addon.platform_http.AdminApiClient`'s: connection failures, timeouts, 5xx and a 429 that
 outlasts the quick in-call retries are ``PlatformUnavailableError`` (the worker retries with backoff);
-401/403 are ``PlatformAuthError``.
+401/403 are ``PlatformAuthError``. One exception: WooCommerce reports every ``wc_create_refund``
+failure (an amount above what remains, a gateway that cannot refund) as HTTP 500 with the code
+``woocommerce_rest_cannot_create_order_refund``; that is a refusal, ``PlatformError`` with
+WooCommerce's message, unless the message is the generic "please try again".
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import requests
 from ccms_addon import __version__
 from ccms_addon.platform_http import AdminApiClient
 from ccms_addon.platform_http import retry_after_seconds as _retry_after_seconds
-from ccms_addon.platforms import PayloadInvalidError
+from ccms_addon.platforms import PayloadInvalidError, PlatformError
 
 #: Seconds to open a connection and to wait between bytes of the answer.
 TIMEOUT = (5.0, 30.0)
@@ -34,6 +37,10 @@ RATE_LIMIT_ATTEMPTS = 3
 MAX_RETRY_WAIT = 2.0
 #: Wait after a 429 without a usable Retry-After.
 DEFAULT_RETRY_WAIT = 0.5
+#: The error code of a refund WooCommerce refused (sent with HTTP 500, see the module docstring).
+REFUND_REFUSED_CODE = "woocommerce_rest_cannot_create_order_refund"
+#: The one message of that code that means "transient": WooCommerce's own generic failure.
+REFUND_RETRY_MESSAGE = "Cannot create order refund, please try again."
 #: Safety stop for a site whose X-WP-TotalPages never ends.
 MAX_PAGES = 1000
 API_PATH = "/wp-json/wc/v3"
@@ -67,6 +74,20 @@ class WooCommerceClient(AdminApiClient):
         except ValueError:
             return ""
         return str(body.get("code", "")) if isinstance(body, dict) else ""
+
+    def error_for(self, method: str, path: str, response: requests.Response) -> PlatformError:
+        """A refund WooCommerce refused (HTTP 500 ``woocommerce_rest_cannot_create_order_refund``)
+        is ``PlatformError`` carrying WooCommerce's message, which is written for the merchant."""
+        if response.status_code == 500:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and body.get("code") == REFUND_REFUSED_CODE:
+                message = str(body.get("message") or "").strip()
+                if message and message != REFUND_RETRY_MESSAGE:
+                    return PlatformError(f"WooCommerce refused the refund: {message[:300]}")
+        return super().error_for(method, path, response)
 
     def list_all(self, resource: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Every item of ``GET /<resource>`` with these filters, following X-WP-TotalPages."""

@@ -11,6 +11,7 @@ update: DESIGN.md §3 (rules of the flow) and §7 (reliability).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import random
@@ -36,11 +37,11 @@ from rq import Worker
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from ccms_addon.config import Settings
 from ccms_addon.queue import DELIVERIES_QUEUE
 from ccms_addon.store.models import DeliveryStatus, Order, WebhookDelivery
 from tests.conftest import SHOPIFY_SECRET
 from tests.samples import read_sample
+from tests.processes import Processes, descendants, kill_quietly, process_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
@@ -144,103 +145,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return []
-    found = []
-    for task in tasks:
-        try:
-            found += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (a work-horse leaves its parent's process group)."""
-    found, todo = [], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-class Processes:
-    """Processes this test starts, each the leader of its own session; all stopped at teardown."""
-
-    def __init__(self, logdir: Path):
-        self.logdir = logdir
-        self.started: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
-        log = open(self.logdir / f"{name}.log", "ab")
-        try:
-            proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    cwd=self.logdir)
-        finally:
-            log.close()
-        self.started.append((name, proc))
-        return proc
-
-    @staticmethod
-    def kill_now(proc: subprocess.Popen) -> None:
-        """SIGKILL a process, its process group and anything it forked elsewhere (a work-horse)."""
-        below = _descendants(proc.pid)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        for pid in below:
-            _kill(pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def stop(self, proc: subprocess.Popen, grace: float = 5.0) -> None:
-        below = _descendants(proc.pid)
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        for pid in below:
-            _kill(pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        # workers and web first, the queue's server last, so nothing logs a lost Redis at exit
-        ordered = sorted(reversed(self.started), key=lambda item: item[0].startswith("redis"))
-        for _, proc in ordered:
-            try:
-                self.stop(proc)
-            except Exception:  # noqa: BLE001 — stop the others whatever happens
-                pass
-
-    def log_tail(self, chars: int = 3000) -> str:
-        out = []
-        for path in sorted(self.logdir.glob("*.log")):
-            text = path.read_text(errors="replace")
-            out.append(f"--- {path.name}\n{text[-chars:]}")
-        return "\n".join(out)
-
-
 def redis_executable() -> str:
     exe = shutil.which("redis-server")
     if exe:
@@ -294,23 +198,6 @@ class DedicatedRedis:
         self.start()
 
 
-def process_env(settings: Settings, redis_url: str) -> dict[str, str]:
-    """The environment of the test's settings, for the processes the test starts."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCMS_")}
-    env.update(CCMS_DATABASE_URL=settings.database_url, CCMS_REDIS_URL=redis_url,
-               CCMS_SECRET_KEY=settings.secret_key, CCMS_VAR_DIR=str(settings.var_dir),
-               CCMS_PUBLIC_URL=settings.public_url, CCMS_SWEEP_AFTER=str(SWEEP_AFTER),
-               CCMS_DISPATCH_BATCH=str(settings.dispatch_batch), PYTHONUNBUFFERED="1")
-    if settings.queue_prefix:
-        env["CCMS_QUEUE_PREFIX"] = settings.queue_prefix
-    if settings.encryption_keys:
-        env["CCMS_ENCRYPTION_KEYS"] = ",".join(settings.encryption_keys)
-    for platform, values in settings.platforms.items():
-        for key, value in values.items():
-            env[f"CCMS_{platform.upper()}_{key.upper()}"] = value
-    return env
-
-
 def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:
@@ -355,7 +242,7 @@ def test_no_accepted_delivery_is_lost_under_chaos(runtime, make_shop, settings, 
     redis_dir.mkdir()
     server = DedicatedRedis(processes, redis_dir)
     server.start()
-    env = process_env(settings, server.url)
+    env = process_env(dataclasses.replace(settings, sweep_after=SWEEP_AFTER), server.url)
     port = free_port()
     web = processes.start("web", [sys.executable, "-m", "gunicorn", "--workers", "2",
                                   "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "3",
@@ -434,7 +321,7 @@ def test_no_accepted_delivery_is_lost_under_chaos(runtime, make_shop, settings, 
         for worker in Worker.all(connection=queue_client):
             if worker.get_state() != "busy" or worker.pid not in mine:
                 continue
-            for pid in _descendants(worker.pid):
+            for pid in descendants(worker.pid):
                 try:
                     if os.getpgid(pid) == pid:  # RQ's work-horse calls setpgrp()
                         return pid, worker.get_current_job_id()
@@ -447,7 +334,7 @@ def test_no_accepted_delivery_is_lost_under_chaos(runtime, make_shop, settings, 
         # 1. a work-horse is SIGKILLed while it runs a job
         until_processed(HORSE_KILL_AT)
         horse, job_id = wait_for(busy_horse, 30, "a work-horse running a job", 0.005)
-        _kill(horse, signal.SIGKILL)
+        kill_quietly(horse, signal.SIGKILL)
         chaos["horse killed"] = job_id
 
         # 2. a whole worker (its horse and its dispatcher with it) is SIGKILLed; a new one starts

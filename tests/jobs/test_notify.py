@@ -4,74 +4,30 @@ RQ worker in burst mode, the real store; exactly once whatever runs twice or bre
 from __future__ import annotations
 
 import dataclasses
-import email
+import hashlib
 import logging
-import socket
 from datetime import timedelta
-from email.policy import default as default_policy
 
 import pytest
-from aiosmtpd.controller import Controller
 from rq import Worker
 from sqlalchemy import select, update
 
 from ccms_addon.config import Settings
 from ccms_addon.jobs import notify
-from ccms_addon.jobs.notify import (MAX_ATTEMPTS, NOTIFICATIONS_QUEUE, SmtpConfigError,
-                                    SmtpSettings, enqueue_merchant_notification, message_key,
-                                    notification_job_id, notify_merchant_of_voc, sweep_unnotified)
+from ccms_addon.jobs.notify import (NOTIFICATIONS_QUEUE, enqueue_merchant_notification,
+                                    message_key, notification_job_id, notify_merchant_of_voc,
+                                    sweep_unnotified)
+from ccms_addon.notifiers.email import SmtpConfigError, SmtpSettings
+from ccms_addon.outbox import MAX_ATTEMPTS, delivery_job_id, sweep_due
 from ccms_addon.queue import queue
 from ccms_addon.store.models import (Merchant, OutboundMessage, OutboundStatus, VocChannel,
                                      VocItem, VocKind, utcnow)
 from ccms_addon.store.voc import NewVocItem, record_voc_item
+from tests.loopback import free_port
 
 MERCHANT_EMAIL = "owner@acme.test"
 SENDER = "care@ccms.test"
 SCRIPT = '<script>alert("x")</script> & <b>bold</b>'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Mailbox:
-    """An aiosmtpd handler that keeps what it accepts, or refuses and hangs up on demand."""
-
-    def __init__(self):
-        self.messages: list = []
-        self.mode = "accept"  # accept | defer | reject_rcpt | hang_up
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.mode == "reject_rcpt":
-            return "550 5.1.1 No such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.mode == "defer":
-            return "451 4.3.0 Try again later"
-        if self.mode == "hang_up":
-            server.transport.close()
-            return "250 OK"
-        self.messages.append(envelope)
-        return "250 Message accepted"
-
-    def parsed(self) -> list[email.message.EmailMessage]:
-        return [email.message_from_bytes(m.original_content, policy=default_policy)
-                for m in self.messages]
-
-
-@pytest.fixture
-def smtp_server():
-    mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    mailbox.url = f"smtp://127.0.0.1:{port}"
-    yield mailbox
-    controller.stop()
 
 
 @pytest.fixture
@@ -111,7 +67,7 @@ def test_one_email_even_when_the_job_runs_twice(runtime, shop, smtp_server):
     run_worker(runtime)
     assert notify_merchant_of_voc(item.id) == "sent"  # and once more, in this process
     assert len(smtp_server.messages) == 1
-    envelope = smtp_server.messages[0]
+    envelope, _ = smtp_server.messages[0]
     assert envelope.mail_from == SENDER and envelope.rcpt_tos == [MERCHANT_EMAIL]
     [row] = outbound(runtime)
     assert row.idempotency_key == message_key(item.id) == f"voc-created:{item.id}:merchant"
@@ -127,25 +83,63 @@ def test_the_email_is_plain_text_with_the_shoppers_words_verbatim(runtime, shop,
     assert SCRIPT in message.get_content()
     assert item.reference in message["Subject"] and "\n" not in message["Subject"]
     assert message["Bcc"] is None  # the shop name's CR/LF did not become a header
-    digest = notify.hashlib.sha256(message_key(item.id).encode()).hexdigest()[:40]
+    digest = hashlib.sha256(message_key(item.id).encode()).hexdigest()[:40]
     assert message["Message-ID"] == f"<{digest}@ccms.test>"
     assert "shopper@example.com" in message.get_content()
 
 
-def test_a_row_found_sending_is_parked_unknown_and_never_sent(runtime, shop, smtp_server):
+def test_a_row_found_delivering_is_parked_unknown_and_never_sent(runtime, shop, smtp_server):
     item = widget_item(runtime, shop.id)
-    notify.MerchantNotifier(runtime)._record(item.id, message_key(item.id))
-    with runtime.db.engine.begin() as conn:  # a worker claimed it and died mid-send
-        conn.execute(update(OutboundMessage).values(status=OutboundStatus.SENDING.value))
+    notify.MerchantNotifier(runtime).record(item.id, message_key(item.id))
+    with runtime.db.engine.begin() as conn:  # a worker was sending the content when it died
+        conn.execute(update(OutboundMessage).values(status=OutboundStatus.DELIVERING.value))
     assert notify_merchant_of_voc(item.id) == "unknown"
     assert notify_merchant_of_voc(item.id) == "unknown"
     assert smtp_server.messages == []
     assert outbound(runtime)[0].status is OutboundStatus.UNKNOWN
 
 
+def test_a_row_left_sending_before_the_handover_is_taken_over_and_sent_once(runtime, shop,
+                                                                           smtp_server):
+    item = widget_item(runtime, shop.id)
+    notify.MerchantNotifier(runtime).record(item.id, message_key(item.id))
+    with runtime.db.engine.begin() as conn:  # claimed, then the worker died before DATA's 354
+        conn.execute(update(OutboundMessage).values(status=OutboundStatus.SENDING.value,
+                                                    attempts=1, claimed_at=utcnow()))
+    assert sweep_due(runtime, now=utcnow() + timedelta(hours=1)) == 1
+    assert notify_merchant_of_voc(item.id) == "sent"
+    assert notify_merchant_of_voc(item.id) == "sent"
+    assert len(smtp_server.messages) == 1 and outbound(runtime)[0].attempts == 2
+
+
+def test_an_attempt_taken_over_before_its_handover_sends_nothing(runtime, shop, smtp_server):
+    """Two deliverers race: the one whose claim was taken over is fenced off at the handover."""
+    from ccms_addon.outbox import Outbox
+    item = widget_item(runtime, shop.id)
+    notify.MerchantNotifier(runtime).record(item.id, message_key(item.id))
+    outbox = Outbox(runtime)
+    notifier = outbox.notifiers["email"]
+    original = notifier.send
+    calls = []
+
+    def slow_first_send(message, config, handover):
+        if not calls:  # while the first attempt is before its point of no return, a second one
+            calls.append("first")  # takes the row over and sends it
+            assert outbox.deliver(message.key) == "sent"
+        return original(message, config, handover)
+
+    notifier.send = slow_first_send
+    try:
+        assert outbox.deliver(message_key(item.id)) == "superseded"
+    finally:
+        notifier.send = original
+    assert len(smtp_server.messages) == 1
+    assert outbound(runtime)[0].status is OutboundStatus.SENT
+
+
 def test_a_connection_lost_during_data_is_unknown_and_not_resent(runtime, shop, smtp_server):
     item = widget_item(runtime, shop.id)
-    smtp_server.mode = "hang_up"
+    smtp_server.mode = "data_drop"
     assert notify_merchant_of_voc(item.id) == "unknown"
     smtp_server.mode = "accept"
     assert notify_merchant_of_voc(item.id) == "unknown"
@@ -154,12 +148,12 @@ def test_a_connection_lost_during_data_is_unknown_and_not_resent(runtime, shop, 
 
 def test_a_deferral_is_retried_later_and_sent_once(runtime, shop, smtp_server):
     item = widget_item(runtime, shop.id)
-    smtp_server.mode = "defer"
+    smtp_server.mode = "data_451"
     assert notify_merchant_of_voc(item.id) == "pending"
     [row] = outbound(runtime)
     assert row.attempts == 1 and row.next_attempt_at > utcnow() and "451" in row.error
     scheduled = queue(NOTIFICATIONS_QUEUE, runtime.redis, runtime.settings).scheduled_job_registry
-    assert notification_job_id(item.id, 1) in scheduled.get_job_ids()
+    assert delivery_job_id(message_key(item.id), 1) in scheduled.get_job_ids()
     smtp_server.mode = "accept"
     assert notify_merchant_of_voc(item.id) == "not_due"  # too early: nothing sent
     assert smtp_server.messages == []
@@ -182,7 +176,7 @@ def test_an_unreachable_server_is_a_deferral(runtime, shop, smtp_server):
 
 def test_a_refused_recipient_fails_for_good(runtime, shop, smtp_server):
     item = widget_item(runtime, shop.id)
-    smtp_server.mode = "reject_rcpt"
+    smtp_server.mode = "rcpt_550"
     assert notify_merchant_of_voc(item.id) == "failed"
     smtp_server.mode = "accept"
     assert notify_merchant_of_voc(item.id) == "failed"
@@ -191,10 +185,10 @@ def test_a_refused_recipient_fails_for_good(runtime, shop, smtp_server):
 
 def test_too_many_deferrals_fail(runtime, shop, smtp_server):
     item = widget_item(runtime, shop.id)
-    notify.MerchantNotifier(runtime)._record(item.id, message_key(item.id))
+    notify.MerchantNotifier(runtime).record(item.id, message_key(item.id))
     with runtime.db.engine.begin() as conn:
         conn.execute(update(OutboundMessage).values(attempts=MAX_ATTEMPTS - 1))
-    smtp_server.mode = "defer"
+    smtp_server.mode = "data_451"
     assert notify_merchant_of_voc(item.id) == "failed"
 
 
@@ -219,7 +213,7 @@ def test_a_missing_item_does_nothing(runtime, smtp_server):
     assert notify_merchant_of_voc(10 ** 9) == "missing"
 
 
-def test_the_sweep_enqueues_lost_and_due_notifications(runtime, shop, make_shop, smtp_server):
+def test_the_sweeps_enqueue_lost_and_due_notifications(runtime, shop, make_shop, smtp_server):
     lost = widget_item(runtime, shop.id)
     sent = widget_item(runtime, shop.id)
     young = widget_item(runtime, shop.id)
@@ -243,10 +237,10 @@ def test_the_sweep_enqueues_lost_and_due_notifications(runtime, shop, make_shop,
     assert {staff.id, silent.id, young.id, ancient.id}.isdisjoint(
         int(r.idempotency_key.split(":")[1]) for r in outbound(runtime))
 
-    smtp_server.mode = "defer"  # a deferred message comes back once it is due
+    smtp_server.mode = "data_451"  # a deferred message comes back through the outbox's sweep
     assert notify_merchant_of_voc(young.id) == "pending"
-    assert sweep_unnotified(runtime) == 0
-    assert sweep_unnotified(runtime, now=utcnow() + timedelta(hours=1)) == 1
+    assert sweep_unnotified(runtime) == 0 and sweep_due(runtime) == 0
+    assert sweep_due(runtime, now=utcnow() + timedelta(hours=1)) == 1
 
 
 def test_smtp_settings_from_the_environment():
@@ -264,3 +258,17 @@ def test_smtp_settings_from_the_environment():
         SmtpSettings.from_settings(Settings.from_env(env))
     del env["CCMS_SMTP_URL"]
     assert SmtpSettings.from_settings(Settings.from_env(env)) is None
+
+
+def test_the_sweep_parks_a_send_cut_off_mid_handover_and_never_resends_it(runtime, shop,
+                                                                         smtp_server):
+    item = widget_item(runtime, shop.id)
+    notify.MerchantNotifier(runtime).record(item.id, message_key(item.id))
+    with runtime.db.engine.begin() as conn:
+        conn.execute(update(OutboundMessage).values(status=OutboundStatus.DELIVERING.value,
+                                                    attempts=1, claimed_at=utcnow()))
+    assert sweep_due(runtime) == 0  # a live attempt may still be sending: left alone
+    assert outbound(runtime)[0].status is OutboundStatus.DELIVERING
+    assert sweep_due(runtime, now=utcnow() + timedelta(hours=1)) == 0
+    assert outbound(runtime)[0].status is OutboundStatus.UNKNOWN
+    assert smtp_server.messages == []

@@ -101,7 +101,8 @@ def test_data_request_produces_an_encrypted_export(client, runtime, shops):
         assert request.kind is PrivacyRequestKind.DATA_REQUEST
         assert b"john@example.com" not in request.export_encrypted.encode()
         export = runtime.box.decrypt_json(request.export_encrypted)
-        assert set(export) == {"customers", "orders", "voc_items"}
+        assert set(export) == {"customers", "orders", "voc_items", "follow_ups", "claims",
+                               "messages"}
 
 
 def test_app_uninstalled_then_shop_redact(client, runtime, shops):

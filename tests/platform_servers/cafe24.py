@@ -11,23 +11,53 @@ and, for the widget injection, the ScriptTags resource (``GET``/``POST /api/v2/a
 ``PUT``/``DELETE /api/v2/admin/scripttags/{script_no}``, bodies ``{"shop_no", "request": {...}}``,
 answers ``{"scripttags": [...]}`` / ``{"scripttag": {...}}``, tags scoped to the app's ``client_id``);
 
+and, for a claim's settlement (Order > Orders return, "Create an order return"; Order > Orders,
+"Retrieve an order"):
+
+* ``GET /api/v2/admin/orders/{order_id}?shop_no=1&embed=items,return`` → ``{"order": {...}}`` with the
+  order's return claims embedded as ``return`` (``claim_code``, ``claim_reason``, ``status``, ``items``,
+  ``undone``…); 404 ``{"error": {...}}`` for an unknown order;
+* ``POST /api/v2/admin/orders/{order_id}/return`` with ``{"shop_no", "request": {"status",
+  "items": [{"order_item_code", "quantity"}], "recover_inventory", "reason", "claim_reason_type",
+  "payment_gateway_cancel", ...}}`` → 201 ``{"return": {"shop_no", "order_id", "status", "claim_code",
+  "pickup_completed", "items"}}``. Refused as Cafe24 does, with 404 for an unknown order and 422 for a
+  ``status`` outside accepted/processing/returned, a ``reason`` over 2000 characters, no items, an
+  unknown ``order_item_code``, a quantity above what is still unclaimed, or an item not shipped yet.
+  A claim sets its items' ``order_status`` (R10 accepted, R30 processing, R40 returned) and
+  ``claim_code``; a ``returned`` claim records the refund Cafe24 would make (``refunds``), and
+  ``recover_inventory: "T"`` the restock (``restocked``).
+
 with a bearer-token check (401 ``{"error": {...}}``), the ``X-Api-Call-Limit: used/max`` header of a
 40-call bucket draining 2 calls a second, and scripted failures (429 with ``Retry-After``, 503) for
 the first N calls. Fixtures are built from the documented field lists, not copied from samples.
+
+And the app's install (Admin API "Authentication"): ``GET /api/v2/oauth/authorize`` plays the mall
+operator who approves (``302 {redirect_uri}?code&state``); ``POST /api/v2/oauth/token`` with HTTP
+Basic ``client_id:client_secret`` exchanges a code once, within a minute, for the documented answer
+(``access_token``, ``expires_at``, ``refresh_token``, ``refresh_token_expires_at``, ``client_id``,
+``mall_id``, ``user_id``, ``scopes``, ``issued_at``, ``shop_no`` — times in KST without an offset),
+and takes ``grant_type=refresh_token``, which issues a new pair and voids the old refresh token; an
+access token past its lifetime is answered 401. ``GET``/``PUT /api/v2/admin/webhooks/setting``
+reads and switches the mall's webhook reception (``reception_status`` T/F).
 """
 
 from __future__ import annotations
 
+import base64
 import math
+import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
-from flask import Flask, jsonify, request
+from urllib.parse import urlencode
+
+from flask import Flask, g, jsonify, redirect, request
 from werkzeug.serving import make_server
 
 ACCESS_TOKEN = "cafe24-test-access-token"
@@ -55,17 +85,66 @@ class Cafe24ServerState:
     scripttags: dict[str, dict[str, Any]] = field(default_factory=dict)
     client_id: str = "AMj8UZhBC9zsyTlFGI6PzC"
     next_script_no: int = 1509432821494844
-    _drained_at: float = field(default_factory=time.monotonic)
+    #: return claims by order id (what ``embed=return`` shows), and the refunds and restocks they made
+    returns: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    next_claim_no: int = 0
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    restocked: dict[str, int] = field(default_factory=dict)
+    #: OAuth: the app's secret, the mall, the codes issued (code → (time, redirect_uri)), the
+    #: current refresh token, when the current access token expires (time.time; None: never)
+    client_secret: str = "cafe24-test-client-secret"
+    mall_id: str = "ccmsmall"
+    codes: dict[str, tuple[float, str]] = field(default_factory=dict)
+    refresh_token: str | None = None
+    token_expires_at: float | None = None
+    access_token_lifetime: int = 7200
+    oauth_calls: list[dict[str, Any]] = field(default_factory=list)
+    #: the mall's webhook reception (``reception_status``)
+    webhook_reception: str = "F"
+    #: refuse calls that overflow the bucket with 429 (as Cafe24 does); off keeps the header only
+    enforce_bucket: bool = False
+    #: 429s answered because the bucket was full
+    throttled: int = 0
+    #: the dates each order has per ``date_type`` (ISO 8601, KST): see :meth:`add_order`
+    order_dates: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the time the bucket drains by (a test shares a fake clock with the client)
+    clock: Callable[[], float] = time.monotonic
+    _drained_at: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _drain(self) -> None:
+        now = self.clock()
+        if self._drained_at is None:
+            self._drained_at = now
+        drained = (now - self._drained_at) * self.bucket_drain_per_second
+        self.bucket_level = max(0.0, self.bucket_level - drained)
+        self._drained_at = now
 
     def fill_bucket(self) -> int:
         """Drain the bucket for the time passed, add this call, return the calls in it."""
         with self._lock:
-            now = time.monotonic()
-            drained = (now - self._drained_at) * self.bucket_drain_per_second
-            self.bucket_level = max(0.0, self.bucket_level - drained) + 1
-            self._drained_at = now
+            self._drain()
+            self.bucket_level += 1
             return min(self.bucket_max, math.ceil(self.bucket_level))
+
+    def take_call(self) -> tuple[bool, int, float]:
+        """Count one call if the bucket has room: ``(accepted, calls in the bucket, seconds until
+        one call fits)``."""
+        with self._lock:
+            self._drain()
+            if self.bucket_level + 1 > self.bucket_max:
+                wait = (self.bucket_level + 1 - self.bucket_max) / self.bucket_drain_per_second
+                return False, self.bucket_max, wait
+            self.bucket_level += 1
+            return True, min(self.bucket_max, math.ceil(self.bucket_level)), 0.0
+
+    def add_order(self, order: dict[str, Any], **dates: str) -> None:
+        """Serve ``order``; ``dates`` are its dates by ``date_type`` (``pay_date="2024-03-02T…"``)
+        besides those its fields carry (``order_date``, ``payment_date``, ``cancel_date``)."""
+        self.orders[order["order_id"]] = order
+        known = {"order_date": order.get("order_date"), "pay_date": order.get("payment_date"),
+                 "cancel_date": order.get("cancel_date")}
+        self.order_dates[order["order_id"]] = {k: v for k, v in {**known, **dates}.items() if v}
 
 
 def make_order(order_id: str, *, items: list[dict[str, Any]] | None = None,
@@ -164,13 +243,26 @@ def create_app(state: Cafe24ServerState) -> Flask:
 
     @app.before_request
     def _gate() -> Any:
+        if request.path.startswith("/api/v2/oauth/"):
+            return None  # the OAuth endpoints check their own credentials
         state.calls.append({"method": request.method, "path": request.path,
                             "args": request.args.to_dict(), "headers": dict(request.headers),
                             "json": request.get_json(silent=True)})
         if state.delay:
             time.sleep(state.delay)
+        if state.enforce_bucket:
+            accepted, level, wait = state.take_call()
+            g.call_level = level
+            if not accepted:
+                state.throttled += 1
+                response, status = _error(429, "Too Many Requests")
+                response.headers["X-Cafe24-Call-Usage"] = f"{100 + 100 * wait / 20:.2f}"
+                response.headers["X-Cafe24-Call-Remain"] = str(math.ceil(wait))
+                return response, status
         if request.headers.get("Authorization") != f"Bearer {state.access_token}":
             return _error(401, "Invalid access_token")
+        if state.token_expires_at is not None and time.time() >= state.token_expires_at:
+            return _error(401, "access_token time expired. (invalid_token)")
         if state.fail_times > 0:
             state.fail_times -= 1
             response, status = _error(state.fail_status, "scripted failure")
@@ -181,23 +273,50 @@ def create_app(state: Cafe24ServerState) -> Flask:
 
     @app.after_request
     def _call_limit(response: Any) -> Any:
-        response.headers["X-Api-Call-Limit"] = f"{state.fill_bucket()}/{state.bucket_max}"
+        if request.path.startswith("/api/v2/oauth/"):
+            return response
+        level = g.get("call_level") if state.enforce_bucket else state.fill_bucket()
+        if level is not None:
+            response.headers["X-Api-Call-Limit"] = f"{level}/{state.bucket_max}"
+            response.headers.setdefault("X-Cafe24-Call-Usage",
+                                        f"{100 * level / state.bucket_max:.2f}")
         return response
 
     @app.get("/api/v2/admin/orders")
     def orders() -> Any:
         ids = [i for i in request.args.get("order_id", "").split(",") if i]
         embed = set(request.args.get("embed", "").split(","))
+        if not ids:
+            found, problem = _search(state, request.args)
+            if problem:
+                return _error(422, problem)
+            offset = int(request.args.get("offset", "0"))
+            limit = int(request.args.get("limit", "10"))
+            return jsonify({"orders": [_embedded(state, state.orders[order_id], embed)
+                                       for order_id in found[offset:offset + limit]]})
         limit = int(request.args.get("limit", "10"))
-        found = []
-        for order_id in ids:
-            if order_id in state.orders:
-                order = dict(state.orders[order_id])
-                for sub in ("items", "buyer"):
-                    if sub not in embed:
-                        order.pop(sub, None)
-                found.append(order)
+        found = [_embedded(state, state.orders[order_id], embed) for order_id in ids
+                 if order_id in state.orders]
         return jsonify({"orders": found[:limit]})
+
+    @app.get("/api/v2/admin/orders/count")
+    def orders_count() -> Any:
+        found, problem = _search(state, request.args)
+        if problem:
+            return _error(422, problem)
+        return jsonify({"count": len(found)})
+
+    @app.get("/api/v2/admin/orders/<order_id>")
+    def order(order_id: str) -> Any:
+        if order_id not in state.orders:
+            return _error(404, "No API found or the requested resource does not exist.")
+        embed = set(request.args.get("embed", "").split(","))
+        return jsonify({"order": _embedded(state, state.orders[order_id], embed)})
+
+    @app.post("/api/v2/admin/orders/<order_id>/return")
+    def create_return(order_id: str) -> Any:
+        with state._lock:
+            return _create_return(state, order_id, request.get_json(silent=True) or {})
 
     @app.get("/api/v2/admin/customersprivacy/<member_id>")
     def customer(member_id: str) -> Any:
@@ -247,7 +366,211 @@ def create_app(state: Cafe24ServerState) -> Flask:
         tag["updated_date"] = datetime.now(KST).isoformat(timespec="seconds")
         return jsonify({"scripttag": tag})
 
+    @app.route("/api/v2/admin/webhooks/setting", methods=["GET", "PUT"])
+    def webhooks_setting() -> Any:
+        if request.method == "PUT":
+            fields = (request.get_json(silent=True) or {}).get("request")
+            status = fields.get("reception_status") if isinstance(fields, dict) else None
+            if status not in ("T", "F"):
+                return _error(422, "reception_status : T, F 중 하나를 입력하세요.")
+            state.webhook_reception = status
+        return jsonify({"webhook": {"scopes": ["mall.read_order", "mall.read_customer"],
+                                    "reception_status": state.webhook_reception}})
+
+    # -- OAuth 2.0 ---------------------------------------------------------------------------------
+
+    @app.get("/api/v2/oauth/authorize")
+    def authorize() -> Any:
+        args = request.args
+        state.oauth_calls.append({"method": "GET", "path": request.path, "args": args.to_dict()})
+        if args.get("response_type") != "code" or args.get("client_id") != state.client_id:
+            return _oauth_error(400, "invalid_request", "response_type or client_id is invalid")
+        redirect_uri, nonce = args.get("redirect_uri"), args.get("state")
+        if not redirect_uri or not nonce or not args.get("scope"):
+            return _oauth_error(400, "invalid_request", "redirect_uri, state and scope are required")
+        code = secrets.token_urlsafe(16)
+        with state._lock:
+            state.codes[code] = (time.time(), redirect_uri)
+        return redirect(f"{redirect_uri}?{urlencode({'code': code, 'state': nonce})}", 302)
+
+    @app.post("/api/v2/oauth/token")
+    def token() -> Any:
+        form = request.form.to_dict()
+        state.oauth_calls.append({"method": "POST", "path": request.path, "form": dict(form),
+                                  "authorization": request.headers.get("Authorization")})
+        expected = "Basic " + base64.b64encode(
+            f"{state.client_id}:{state.client_secret}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return _oauth_error(401, "invalid_client", "client authentication failed")
+        with state._lock:
+            if form.get("grant_type") == "authorization_code":
+                issued = state.codes.pop(form.get("code", ""), None)
+                if (issued is None or time.time() - issued[0] > 60
+                        or issued[1] != form.get("redirect_uri")):
+                    return _oauth_error(400, "invalid_grant", "Validation error: code")
+            elif form.get("grant_type") == "refresh_token":
+                if not state.refresh_token or form.get("refresh_token") != state.refresh_token:
+                    return _oauth_error(400, "invalid_grant", "Validation error: refresh_token")
+            else:
+                return _oauth_error(400, "unsupported_grant_type", "grant_type is invalid")
+            return jsonify(_issue_tokens(state))
+
     return app
+
+
+#: ``date_type`` values of "Retrieve a list of orders"
+DATE_TYPES = frozenset({
+    "order_date", "pay_date", "shipbegin_date", "shipend_date", "cancel_date", "place_date",
+    "cancel_request_date", "cancel_accept_date", "cancel_complete_date", "exchange_request_date",
+    "exchange_accept_date", "exchange_complete_date", "return_request_date", "return_accept_date",
+    "return_complete_date", "purchaseconfirmation_date"})
+MAX_LIMIT = 1000
+MAX_OFFSET = 15000
+
+
+def _add_months(day: date, months: int) -> date:
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    last = [31, 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28, 31, 30, 31, 30,
+            31, 31, 30, 31, 30, 31][month - 1]
+    return date(year, month, min(day.day, last))
+
+
+def _search(state: Cafe24ServerState, args: Any) -> tuple[list[str], str | None]:
+    """The order ids a date search selects, in a stable order, or the 422 message."""
+    date_type = args.get("date_type", "order_date")
+    if date_type not in DATE_TYPES:
+        return [], f"date_type : {date_type} 은(는) 유효하지 않은 값입니다."
+    try:
+        limit = int(args.get("limit", "10"))
+        offset = int(args.get("offset", "0"))
+    except ValueError:
+        return [], "limit, offset : 숫자만 입력 가능합니다."
+    if not 1 <= limit <= MAX_LIMIT:
+        return [], f"limit : 최소 1 ~ 최대 {MAX_LIMIT} 까지 입력 가능합니다."
+    if not 0 <= offset <= MAX_OFFSET:
+        return [], f"offset : 최대 {MAX_OFFSET} 까지 입력 가능합니다."
+    start_text, end_text = args.get("start_date"), args.get("end_date")
+    if bool(start_text) != bool(end_text):
+        return [], "start_date, end_date : 검색 시작일과 종료일은 같이 사용해야 합니다."
+    if not start_text:
+        return [], "start_date : 필수 항목입니다."
+    try:
+        start, end = date.fromisoformat(start_text[:10]), date.fromisoformat(end_text[:10])
+    except ValueError:
+        return [], "start_date, end_date : 날짜 형식(YYYY-MM-DD)이 아닙니다."
+    if end < start:
+        return [], "end_date : 검색 종료일이 시작일보다 빠릅니다."
+    if end >= _add_months(start, 3):
+        return [], "검색기간은 한 호출에 3개월 이상 검색 불가합니다."
+    found = []
+    for order_id, dates in state.order_dates.items():
+        value = dates.get(date_type)
+        if not value:
+            continue
+        day = datetime.fromisoformat(value).astimezone(KST).date()
+        if start <= day <= end:
+            found.append((value, order_id))
+    return [order_id for _, order_id in sorted(found)], None
+
+
+def _oauth_error(status: int, error: str, description: str) -> Any:
+    return jsonify({"error": error, "error_description": description}), status
+
+
+def _kst(moment: datetime) -> str:
+    """Cafe24's token times: KST, milliseconds, no offset."""
+    return moment.astimezone(KST).replace(tzinfo=None).isoformat(timespec="milliseconds")
+
+
+def _issue_tokens(state: Cafe24ServerState) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    state.access_token = secrets.token_urlsafe(16)
+    state.refresh_token = secrets.token_urlsafe(16)
+    state.token_expires_at = time.time() + state.access_token_lifetime
+    return {"access_token": state.access_token,
+            "expires_at": _kst(now + timedelta(seconds=state.access_token_lifetime)),
+            "refresh_token": state.refresh_token,
+            "refresh_token_expires_at": _kst(now + timedelta(days=14)),
+            "client_id": state.client_id, "mall_id": state.mall_id, "user_id": state.mall_id,
+            "scopes": ["mall.read_application", "mall.write_application", "mall.read_order"],
+            "issued_at": _kst(now), "shop_no": "1", "token_type": "Bearer"}
+
+
+def _embedded(state: Cafe24ServerState, stored: dict[str, Any], embed: set[str]) -> dict[str, Any]:
+    """The order with only the sub-resources asked for in ``embed``."""
+    order = dict(stored)
+    for sub in ("items", "buyer"):
+        if sub not in embed:
+            order.pop(sub, None)
+    if "return" in embed:
+        order["return"] = [dict(claim) for claim in state.returns.get(order["order_id"], [])]
+    return order
+
+
+#: the item ``order_status`` a return claim in each status leaves
+RETURN_ITEM_STATUS = {"accepted": "R10", "processing": "R30", "returned": "R40"}
+UNSHIPPED = frozenset({"N00", "N01", "N02", "N03", "N10", "N20", "N21", "N22"})
+
+
+def _create_return(state: Cafe24ServerState, order_id: str, body: dict[str, Any]) -> Any:
+    order = state.orders.get(order_id)
+    if order is None:
+        return _error(404, "No API found or the requested resource does not exist.")
+    fields = body.get("request")
+    if not isinstance(fields, dict):
+        return _error(400, "request is required")
+    status = fields.get("status")
+    if status not in RETURN_ITEM_STATUS:
+        return _error(422, "status : accepted, processing, returned 중 하나를 입력하세요.")
+    if len(str(fields.get("reason") or "")) > 2000:
+        return _error(422, "reason : 최대 2000자까지 입력 가능합니다.")
+    wanted = fields.get("items")
+    if not isinstance(wanted, list) or not wanted:
+        return _error(422, "items : 필수 항목입니다.")
+    items = {item["order_item_code"]: item for item in order.get("items", [])}
+    for entry in wanted:
+        item = items.get(str((entry or {}).get("order_item_code")))
+        if item is None:
+            return _error(422, f"order_item_code : {entry.get('order_item_code')} 품주를 찾을 수 없습니다.")
+        quantity = entry.get("quantity")
+        unclaimed = int(item["quantity"]) - int(item.get("claim_quantity") or 0)
+        if not isinstance(quantity, int) or quantity < 1 or quantity > unclaimed:
+            return _error(422, f"quantity : 반품 가능 수량({unclaimed})을 초과했습니다.")
+        if item["order_status"] in UNSHIPPED:
+            return _error(422, "배송 전 품주는 반품할 수 없습니다. 취소로 처리하세요.")
+    state.next_claim_no += 1
+    claim_code = f"C{datetime.now(KST):%Y%m%d}-{state.next_claim_no:07d}"
+    claimed = [{"order_item_code": str(e["order_item_code"]), "quantity": e["quantity"]}
+               for e in wanted]
+    refund = Decimal(0)
+    for entry in claimed:
+        item = items[entry["order_item_code"]]
+        item["claim_quantity"] = int(item.get("claim_quantity") or 0) + entry["quantity"]
+        item["order_status"] = RETURN_ITEM_STATUS[status]
+        item["claim_code"] = claim_code
+        unit = (Decimal(str(item["payment_amount"])) / int(item["quantity"])
+                if item.get("payment_amount") not in (None, "")
+                else Decimal(str(item["product_price"])) + Decimal(str(item.get("option_price") or 0)))
+        refund += unit * entry["quantity"]
+        if fields.get("recover_inventory") == "T":
+            variant = str(item.get("variant_code"))
+            state.restocked[variant] = state.restocked.get(variant, 0) + entry["quantity"]
+    claim = {
+        "shop_no": int(body.get("shop_no", 1)), "order_id": order_id, "claim_code": claim_code,
+        "claim_reason_type": fields.get("claim_reason_type"), "claim_reason": fields.get("reason"),
+        "status": status, "pickup_completed": fields.get("pickup_completed", "F"),
+        "recover_inventory": fields.get("recover_inventory", "F"),
+        "add_memo_too": fields.get("add_memo_too", "F"), "undone": "F", "items": claimed,
+    }
+    state.returns.setdefault(order_id, []).append(claim)
+    if status == "returned":
+        state.refunds.append({"order_id": order_id, "refund_code": claim_code,
+                              "refund_amount": f"{refund:.2f}", "currency": order.get("currency"),
+                              "payment_gateway_cancel": fields.get("payment_gateway_cancel", "F")})
+    return jsonify({"return": {"shop_no": claim["shop_no"], "order_id": order_id, "status": status,
+                               "claim_code": claim_code, "pickup_completed": claim["pickup_completed"],
+                               "items": claimed}}), 201
 
 
 def _scripttag_error(fields: Any, *, creating: bool) -> str | None:
@@ -267,7 +590,8 @@ def _scripttag_error(fields: Any, *, creating: bool) -> str | None:
 def running_server(state: Cafe24ServerState) -> Iterator[str]:
     """Serve ``state`` on 127.0.0.1 at a free port in a thread; yields the base URL."""
     server = make_server("127.0.0.1", 0, create_app(state), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -1,4 +1,4 @@
-"""A loopback imitation of the WooCommerce REST API v3 orders and customers collections.
+"""A loopback imitation of the WooCommerce REST API v3 orders, customers and order refunds.
 
 It speaks what the REST API docs document and the adapter relies on: ``GET /wp-json/wc/v3/orders``
 and ``/customers`` with ``include``, ``page``, ``per_page`` (at most 100, default 10) and ``role``
@@ -7,19 +7,54 @@ and ``/customers`` with ``include``, ``page``, ``per_page`` (at most 100, defaul
 not listed (the default ``status=any`` leaves them out). Tests fill ``orders``/``customers`` with
 :func:`make_order`/:func:`make_customer`, may make the next N requests fail (429, 503), cap the page
 size below ``per_page`` to force pagination, or delay answers to provoke read timeouts.
+
+Order refunds (developer.woocommerce.com/docs/apis/rest-api/v3/order-refunds/ and WooCommerce's
+``WC_REST_Order_Refunds_Controller::prepare_object_for_database`` / ``wc_create_refund``):
+``GET /orders/<id>`` (404 ``woocommerce_rest_shop_order_invalid_id``), ``GET /orders/<id>/refunds``
+and ``POST /orders/<id>/refunds`` with ``amount`` (a string, taking precedence over the line totals),
+``reason``, ``line_items [{id, quantity, refund_total, refund_tax}]``, ``meta_data``, ``api_refund``
+and ``api_restock`` (both default true). As WooCommerce does: an unknown order is 404
+``woocommerce_rest_invalid_order_id``; a negative amount 400 ``woocommerce_rest_invalid_order_refund``;
+an amount above the order total less its refunds, or ``api_refund`` on a gateway without automatic
+refunds, **500** ``woocommerce_rest_cannot_create_order_refund`` with ``wc_create_refund``'s message;
+a created refund is 201, is listed in the order's ``refunds`` ``{id, reason, total}`` (negative total),
+restocks its lines' products when ``api_restock`` (``restocked``) and marks a fully refunded order
+``refunded``.
+
+The key-generation flow (``includes/class-wc-auth.php``): ``GET /wc-auth/v1/authorize`` checks the
+five required parameters, the scope and that ``callback_url`` is https (``wp_die`` with 401
+otherwise) and shows the grant page of a logged-in shop manager, whose Approve link is
+``/wc-auth/v1/access_granted?…&wc_auth_nonce=…``; that creates the keys, POSTs
+``{key_id, user_id, consumer_key, consumer_secret, key_permissions}`` as JSON to the callback (through
+``callback_transport``, so a test can deliver it to a Flask test client), deletes the keys unless
+the answer is 200, and redirects to ``return_url`` with ``success=1&user_id=…``. Keys issued this way
+authenticate the REST API with their permissions (``read`` keys cannot write). Webhooks
+(``WC_REST_Webhooks_Controller``): ``GET/POST /webhooks``, ``GET/PUT/DELETE /webhooks/<id>``
+(``force=true`` required to delete), a topic must be ``<resource>.<event>`` of a known resource and
+the ``delivery_url`` an http(s) URL; the ``secret`` is never shown back.
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
+import json
 import math
+import re
+import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from urllib.parse import urlencode, urlsplit
+
+import requests as http
+from flask import Flask, Response, jsonify, redirect, request
 from werkzeug.serving import make_server
 
 API = "/wp-json/wc/v3"
@@ -44,6 +79,28 @@ class FakeWooCommerce:
     #: seconds to wait before answering (read-timeout tests)
     delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: refunds by order id, in creation order (``GET /orders/<id>/refunds`` lists newest first)
+    refunds: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    next_refund_id: int = 700
+    #: units put back in stock per product id by refunds with ``api_restock``
+    restocked: dict[int, int] = field(default_factory=dict)
+    #: WooCommerce > Settings > General > Number of decimals (0 for KRW or JPY stores)
+    price_decimals: int = 2
+    #: False imitates a gateway without automatic refunds (cash on delivery, bank transfer)
+    gateway_refunds: bool = True
+    #: keys issued by the auth flow: consumer key → {"secret", "permissions", "key_id"}
+    api_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next_key_id: int = 40
+    #: grant-page nonces issued
+    nonces: set[str] = field(default_factory=set)
+    #: how the site POSTs the keys to a callback URL: (url, body, headers) → HTTP status
+    callback_transport: Callable[[str, bytes, dict[str, str]], int] | None = None
+    #: every key post: {"url", "json", "status"}
+    key_posts: list[dict[str, Any]] = field(default_factory=list)
+    #: webhooks by id
+    webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    next_webhook_id: int = 100
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_orders(self, *orders: dict[str, Any]) -> None:
         self.orders.update((order["id"], order) for order in orders)
@@ -60,7 +117,11 @@ def create_app(site: FakeWooCommerce) -> Flask:
 
     @app.before_request
     def _check() -> Response | tuple[Response, int] | None:
-        site.requests.append({"path": request.path, "args": request.args.to_dict()})
+        site.requests.append({"method": request.method, "path": request.path,
+                              "args": request.args.to_dict(),
+                              "json": request.get_json(silent=True)})
+        if request.path.startswith("/wc-auth/"):
+            return None  # the browser's pages, not the REST API
         time.sleep(site.delay)
         if site.fail_times > 0:
             site.fail_times -= 1
@@ -69,15 +130,22 @@ def create_app(site: FakeWooCommerce) -> Flask:
                 response[0].headers["Retry-After"] = site.retry_after
             return response
         auth = request.authorization
-        if (auth is None or auth.type != "basic" or auth.username != site.consumer_key
-                or auth.password != site.consumer_secret):
+        if auth is None or auth.type != "basic":
             return _error("woocommerce_rest_cannot_view", "Sorry, you cannot list resources.", 401)
+        if auth.username == site.consumer_key and auth.password == site.consumer_secret:
+            return None
+        key = site.api_keys.get(auth.username or "")
+        if key is None or key["secret"] != auth.password:
+            return _error("woocommerce_rest_cannot_view", "Sorry, you cannot list resources.", 401)
+        if request.method != "GET" and key["permissions"] == "read":
+            return _error("woocommerce_rest_cannot_create", "Sorry, you are not allowed to "
+                          "create resources.", 401)
         return None
 
     @app.get(f"{API}/orders")
     def list_orders() -> Response | tuple[Response, int]:
         orders = [o for o in site.orders.values() if o.get("status") != "trash"]
-        return _collection(site, orders)
+        return _collection(site, orders, dated=True)
 
     @app.get(f"{API}/customers")
     def list_customers() -> Response | tuple[Response, int]:
@@ -85,29 +153,324 @@ def create_app(site: FakeWooCommerce) -> Flask:
         customers = [c for c in site.customers.values() if role == "all" or c.get("role") == role]
         return _collection(site, customers)
 
+    @app.get(f"{API}/orders/<int:order_id>")
+    def get_order(order_id: int) -> Response | tuple[Response, int]:
+        order = site.orders.get(order_id)
+        if order is None or order.get("status") == "trash":
+            return _error("woocommerce_rest_shop_order_invalid_id", "Invalid ID.", 404)
+        return jsonify(order)
+
+    @app.get(f"{API}/orders/<int:order_id>/refunds")
+    def list_refunds(order_id: int) -> Response | tuple[Response, int]:
+        if order_id not in site.orders:
+            return _error("woocommerce_rest_invalid_order_id", "Invalid order ID.", 404)
+        refunds = list(reversed(site.refunds.get(order_id, [])))
+        response = jsonify(refunds)
+        response.headers["X-WP-Total"] = str(len(refunds))
+        response.headers["X-WP-TotalPages"] = "1"
+        return response
+
+    @app.post(f"{API}/orders/<int:order_id>/refunds")
+    def create_refund(order_id: int) -> Response | tuple[Response, int]:
+        with site.lock:
+            return _create_refund(site, order_id, request.get_json(silent=True) or {})
+
+    # -- webhooks ----------------------------------------------------------------------------------
+
+    @app.get(f"{API}/webhooks")
+    def list_webhooks() -> Response | tuple[Response, int]:
+        return _collection(site, [_public_webhook(w) for w in site.webhooks.values()])
+
+    @app.post(f"{API}/webhooks")
+    def create_webhook() -> Response | tuple[Response, int]:
+        data = request.get_json(silent=True) or {}
+        problem = _webhook_problem(data, creating=True)
+        if problem:
+            return problem
+        with site.lock:
+            site.next_webhook_id += 1
+            now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            webhook = {"id": site.next_webhook_id, "name": data.get("name") or "Webhook",
+                       "status": data.get("status") or "active", "topic": data["topic"],
+                       "resource": data["topic"].split(".")[0],
+                       "event": data["topic"].split(".")[1], "hooks": [],
+                       "delivery_url": data["delivery_url"], "secret": data.get("secret") or "",
+                       "date_created": now, "date_created_gmt": now, "date_modified": now,
+                       "date_modified_gmt": now, "api_version": "wp_api_v3"}
+            site.webhooks[webhook["id"]] = webhook
+        return jsonify(_public_webhook(webhook)), 201
+
+    @app.route(f"{API}/webhooks/<int:webhook_id>", methods=["GET", "PUT", "DELETE"])
+    def webhook(webhook_id: int) -> Response | tuple[Response, int]:
+        found = site.webhooks.get(webhook_id)
+        if found is None:
+            return _error("woocommerce_rest_webhook_invalid_id", "Invalid ID.", 404)
+        if request.method == "GET":
+            return jsonify(_public_webhook(found))
+        if request.method == "DELETE":
+            if request.args.get("force") not in ("true", "1"):
+                return _error("woocommerce_rest_trash_not_supported",
+                              "Webhooks do not support trashing.", 501)
+            with site.lock:
+                del site.webhooks[webhook_id]
+            return jsonify(_public_webhook(found))
+        data = request.get_json(silent=True) or {}
+        problem = _webhook_problem(data, creating=False)
+        if problem:
+            return problem
+        with site.lock:
+            found.update({k: data[k] for k in ("name", "status", "delivery_url", "secret")
+                          if k in data})
+            if "topic" in data:
+                found.update(topic=data["topic"], resource=data["topic"].split(".")[0],
+                             event=data["topic"].split(".")[1])
+        return jsonify(_public_webhook(found))
+
+    # -- the key-generation flow (browser pages) ---------------------------------------------------
+
+    @app.get("/wc-auth/v1/authorize")
+    def wc_authorize() -> Response | tuple[Response, int]:
+        problem = _auth_problem(request.args)
+        if problem:
+            return problem
+        nonce = secrets.token_hex(5)
+        site.nonces.add(nonce)
+        params = {k: request.args[k] for k in AUTH_PARAMS}
+        granted = "/wc-auth/v1/access_granted?" + urlencode({**params, "wc_auth_nonce": nonce})
+        declined = _add_query(params["return_url"], success="0", user_id=params["user_id"])
+        page = (f"<p>{html.escape(params['app_name'])} would like to connect to your store.</p>"
+                f"<a id=\"approve\" href=\"{html.escape(granted)}\">Approve</a> "
+                f"<a id=\"deny\" href=\"{html.escape(declined)}\">Deny</a>")
+        return Response(page, 200, mimetype="text/html")
+
+    @app.get("/wc-auth/v1/access_granted")
+    def wc_access_granted() -> Response | tuple[Response, int]:
+        problem = _auth_problem(request.args)
+        if problem:
+            return problem
+        nonce = request.args.get("wc_auth_nonce", "")
+        if nonce not in site.nonces:
+            return _wp_die("Invalid nonce verification")
+        site.nonces.discard(nonce)
+        args = request.args
+        with site.lock:
+            site.next_key_id += 1
+            data = {"key_id": site.next_key_id, "user_id": args["user_id"],
+                    "consumer_key": "ck_" + hashlib.sha1(secrets.token_bytes(16)).hexdigest(),
+                    "consumer_secret": "cs_" + hashlib.sha1(secrets.token_bytes(16)).hexdigest(),
+                    "key_permissions": args["scope"]}
+            site.api_keys[data["consumer_key"]] = {"secret": data["consumer_secret"],
+                                                   "permissions": args["scope"],
+                                                   "key_id": data["key_id"]}
+        body = json.dumps(data).encode()
+        transport = site.callback_transport or _post_over_http
+        try:
+            status = transport(args["callback_url"], body,
+                               {"Content-Type": "application/json;charset=UTF-8"})
+        except Exception:  # noqa: BLE001 — wp_safe_remote_post's WP_Error
+            status = 0
+        site.key_posts.append({"url": args["callback_url"], "json": data, "status": status})
+        if status != 200:
+            with site.lock:
+                site.api_keys.pop(data["consumer_key"], None)  # maybe_delete_key
+            return _wp_die("An error occurred in the request and at the time were unable to "
+                           "send the consumer data")
+        return redirect(_add_query(args["return_url"], success="1", user_id=args["user_id"]), 302)
+
     return app
 
 
-def _collection(site: FakeWooCommerce,
-                items: list[dict[str, Any]]) -> Response | tuple[Response, int]:
-    """Filter by ``include`` and paginate the way the WP REST API does."""
+AUTH_PARAMS = ("app_name", "user_id", "return_url", "callback_url", "scope")
+WEBHOOK_RESOURCES = ("order", "customer", "product", "coupon", "action")
+
+
+def _wp_die(message: str) -> tuple[Response, int]:
+    return Response(f"<p>Error: {html.escape(message)}.</p>", mimetype="text/html"), 401
+
+
+def _auth_problem(args: Any) -> tuple[Response, int] | None:
+    """``WC_Auth::make_validation``."""
+    for name in AUTH_PARAMS:
+        if not args.get(name):
+            return _wp_die(f"Missing parameter {name}")
+    if args["scope"] not in ("read", "write", "read_write"):
+        return _wp_die(f"Invalid scope {args['scope']}")
+    for name in ("return_url", "callback_url"):
+        parts = urlsplit(args[name] if "://" in args[name] else "https://" + args[name])
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return _wp_die(f"The {args[name]} is not a valid URL")
+    if not args["callback_url"].lower().startswith("https://"):
+        return _wp_die("The callback_url needs to be over SSL")
+    return None
+
+
+def _add_query(url: str, **params: str) -> str:
+    return url + ("&" if "?" in url else "?") + urlencode(params)
+
+
+def _post_over_http(url: str, body: bytes, headers: dict[str, str]) -> int:
+    return http.post(url, data=body, headers=headers, timeout=60).status_code
+
+
+def _public_webhook(webhook: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in webhook.items() if k != "secret"}
+
+
+def _webhook_problem(data: Any, *, creating: bool) -> tuple[Response, int] | None:
+    if not isinstance(data, dict):
+        return _error("rest_invalid_json", "Invalid JSON body passed.", 400)
+    if creating or "topic" in data:
+        topic = data.get("topic")
+        if not isinstance(topic, str) or not re.fullmatch(r"[a-z_]+\.[a-z_]+", topic) \
+                or topic.split(".")[0] not in WEBHOOK_RESOURCES:
+            return _error("woocommerce_rest_webhook_invalid_topic", "Webhook topic is required "
+                          "and must be valid.", 400)
+    if creating or "delivery_url" in data:
+        url = data.get("delivery_url")
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+            return _error("rest_invalid_param", "Invalid parameter(s): delivery_url", 400)
+    if "status" in data and data["status"] not in ("active", "paused", "disabled"):
+        return _error("rest_invalid_param", "Invalid parameter(s): status", 400)
+    return None
+
+
+def _fmt(site: FakeWooCommerce, value: Decimal) -> str:
+    """``wc_format_decimal`` with the store's price decimals (0 for a KRW or JPY store)."""
+    return f"{value:.{site.price_decimals}f}"
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(str(value if value not in (None, "") else 0))
+
+
+def _create_refund(site: FakeWooCommerce, order_id: int,
+                   data: dict[str, Any]) -> Response | tuple[Response, int]:
+    """``prepare_object_for_database`` then ``wc_create_refund``, as far as their checks go."""
+    order = site.orders.get(order_id)
+    if order is None:
+        return _error("woocommerce_rest_invalid_order_id", "Invalid order ID.", 404)
     try:
-        per_page = int(request.args.get("per_page", DEFAULT_PER_PAGE))
-        page = int(request.args.get("page", 1))
-        include = {int(i) for i in request.args.get("include", "").split(",") if i.strip()}
+        amount = _decimal(data.get("amount"))
+        lines = {int(line["id"]): line for line in order.get("line_items", [])}
+        items = []
+        for item in data.get("line_items") or []:
+            line = lines.get(int(item["id"]))
+            if line is None:
+                continue  # wc_create_refund skips an item that is not in the order
+            total = _decimal(item.get("refund_total"))
+            tax = sum((_decimal(t.get("refund_total")) for t in item.get("refund_tax") or []),
+                      Decimal(0))
+            items.append((line, int(item.get("quantity") or 0), total, tax))
+    except (InvalidOperation, KeyError, TypeError, ValueError):
+        return _error("rest_invalid_param", "Invalid parameter(s): line_items", 400)
+    if amount < 0:
+        return _error("woocommerce_rest_invalid_order_refund",
+                      "Refund amount must be greater than zero.", 400)
+    if data.get("amount") in (None, ""):
+        amount = sum((total + tax for _, _, total, tax in items), Decimal(0))
+    refunded = sum((abs(_decimal(r["total"])) for r in order.get("refunds", [])), Decimal(0))
+    remaining = _decimal(order.get("total")) - refunded
+    if amount > remaining or amount <= 0:
+        return _error("woocommerce_rest_cannot_create_order_refund", "Invalid refund amount.", 500)
+    api_refund = data.get("api_refund", True) is not False
+    if api_refund and not site.gateway_refunds:
+        return _error("woocommerce_rest_cannot_create_order_refund",
+                      "The payment gateway for this order does not support automatic refunds.", 500)
+    site.next_refund_id += 1
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    refund = {
+        "id": site.next_refund_id, "date_created": now, "date_created_gmt": now,
+        "amount": _fmt(site, amount), "reason": data.get("reason") or "",
+        "refunded_by": 1, "refunded_payment": api_refund,
+        "meta_data": [{"id": 9000 + site.next_refund_id + i, "key": m.get("key"),
+                       "value": m.get("value")}
+                      for i, m in enumerate(data.get("meta_data") or []) if isinstance(m, dict)],
+        "line_items": [{"id": 8000 + site.next_refund_id + i, "name": line.get("name"),
+                        "product_id": line.get("product_id"),
+                        "variation_id": line.get("variation_id"), "quantity": -quantity,
+                        "subtotal": _fmt(site, -total), "total": _fmt(site, -total),
+                        "total_tax": _fmt(site, -tax), "sku": line.get("sku"),
+                        "price": line.get("price"), "refund_total": float(total)}
+                       for i, (line, quantity, total, tax) in enumerate(items)],
+        "tax_lines": [], "shipping_lines": [], "fee_lines": [],
+    }
+    site.refunds.setdefault(order_id, []).append(refund)
+    order.setdefault("refunds", []).append(
+        {"id": refund["id"], "reason": refund["reason"], "total": _fmt(site, -amount)})
+    if data.get("api_restock", True) is not False:
+        for line, quantity, _, _ in items:
+            product = int(line.get("variation_id") or line.get("product_id") or 0)
+            site.restocked[product] = site.restocked.get(product, 0) + quantity
+    if amount == remaining:
+        order["status"] = "refunded"
+    return jsonify(refund), 201
+
+
+#: ``orderby`` values of ``WC_REST_CRUD_Controller::get_collection_params``
+ORDERBY = ("date", "id", "include", "title", "slug", "modified")
+
+
+def _collection(site: FakeWooCommerce, items: list[dict[str, Any]],
+                dated: bool = False) -> Response | tuple[Response, int]:
+    """Filter by ``include`` (and, for a dated resource, ``modified_after``/``after``), sort by
+    ``orderby``/``order`` (``ID`` appended to a date sort, as WooCommerce does) and paginate the
+    way the WP REST API does: ``X-WP-Total``, ``X-WP-TotalPages`` and ``Link`` rel next/prev."""
+    args = request.args
+    try:
+        per_page = int(args.get("per_page", DEFAULT_PER_PAGE))
+        page = int(args.get("page", 1))
+        include = {int(i) for i in args.get("include", "").split(",") if i.strip()}
     except ValueError:
         return _error("rest_invalid_param", "Invalid parameter(s).", 400)
     if not 1 <= per_page <= MAX_PER_PAGE or page < 1:
         return _error("rest_invalid_param", "Invalid parameter(s): per_page, page", 400)
+    orderby, order = args.get("orderby", "date"), args.get("order", "desc")
+    if orderby not in ORDERBY or order not in ("asc", "desc"):
+        return _error("rest_invalid_param", "Invalid parameter(s): orderby, order", 400)
     per_page = min(per_page, site.page_size_cap or per_page)
     if include:
         items = [item for item in items if item["id"] in include]
-    items = sorted(items, key=lambda item: item["id"], reverse=True)
+    gmt = args.get("dates_are_gmt", "false").lower() in ("1", "true")
+    if dated:
+        for name, column in (("modified_after", "date_modified"), ("after", "date_created")):
+            if args.get(name):
+                try:
+                    bound = _wp_date(args[name])
+                except ValueError:
+                    return _error("rest_invalid_param", f"Invalid parameter(s): {name}", 400)
+                key = f"{column}_gmt" if gmt else column
+                items = [item for item in items if item.get(key) and _wp_date(item[key]) > bound]
+    if dated and "orderby" in args and orderby in ("modified", "date"):
+        key = "date_modified_gmt" if orderby == "modified" else "date_created_gmt"
+        items = sorted(items, key=lambda item: (item.get(key) or "", item["id"]),
+                       reverse=order == "desc")
+    else:
+        items = sorted(items, key=lambda item: item["id"], reverse=order == "desc")
     total_pages = math.ceil(len(items) / per_page)
     response = jsonify(items[(page - 1) * per_page:page * per_page])
     response.headers["X-WP-Total"] = str(len(items))
     response.headers["X-WP-TotalPages"] = str(total_pages)
+    links = []
+    if page > 1:
+        links.append(f'<{_page_url(min(page - 1, max(total_pages, 1)))}>; rel="prev"')
+    if total_pages > page:
+        links.append(f'<{_page_url(page + 1)}>; rel="next"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
     return response
+
+
+def _wp_date(value: str) -> datetime:
+    """A date WordPress accepts (``2024-05-02T08:30:00``, with or without an offset)."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=None) if parsed.tzinfo is None else \
+        parsed.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _page_url(page: int) -> str:
+    query = request.args.to_dict()
+    query["page"] = str(page)
+    return f"{request.base_url}?{urlencode(query)}"
 
 
 def _error(code: str, message: str, status: int) -> tuple[Response, int]:

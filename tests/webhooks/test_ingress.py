@@ -161,3 +161,70 @@ def test_cafe24_sender_outside_the_allow_list_is_401(client, runtime, shops):
     allowed = client.post("/webhooks/cafe24", data=body, headers=headers,
                           environ_base={"REMOTE_ADDR": "10.1.2.3"})
     assert allowed.status_code == 200
+
+
+# --------------------------------------------------------------------------------------------------
+# The inbox's direct connection (one autocommitted INSERT per delivery)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_the_stored_row_is_what_the_orm_would_write(client, runtime, shops):
+    from datetime import datetime, timedelta, timezone
+    body = read_sample("shopify", "orders-paid")
+    headers = signed(runtime, "shopify", body, topic="orders/paid")
+    before = datetime.now(timezone.utc)
+    assert client.post("/webhooks/shopify", data=body, headers=headers).json["status"] == "accepted"
+    with runtime.db.session() as s:
+        row = s.scalars(select(WebhookDelivery)).one()
+    assert row.platform == "shopify" and row.topic == "orders/paid" and row.attempts == 0
+    assert row.delivery_id == headers["X-Shopify-Webhook-Id"]
+    assert row.status is DeliveryStatus.RECEIVED and row.next_attempt_at is None
+    assert before - timedelta(seconds=1) <= row.received_at <= datetime.now(timezone.utc)
+    triggered = datetime.fromisoformat(headers["X-Shopify-Triggered-At"].replace("Z", "+00:00"))
+    assert abs(row.occurred_at - triggered) < timedelta(seconds=1)
+
+
+def test_copies_delivered_at_once_from_many_threads_are_stored_once(app, runtime, shops):
+    import threading
+    body = read_sample("shopify", "orders-create")
+    headers = signed(runtime, "shopify", body, topic="orders/create")
+    answers, barrier = [], threading.Barrier(6)
+
+    def deliver():
+        client = app.test_client()
+        barrier.wait()
+        response = client.post("/webhooks/shopify", data=body, headers=headers)
+        answers.append((response.status_code, response.json["status"]))
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(answers) == [(200, "accepted")] + [(200, "duplicate")] * 5
+    assert stored(runtime) == 1
+
+
+def test_a_connection_the_server_closed_is_replaced(client, runtime, shops):
+    """PostgreSQL restarted (or an idle timeout) since the last delivery: the next one is still
+    stored, on a new connection, without a 503."""
+    if runtime.db.engine.dialect.name != "postgresql":
+        pytest.skip("a server-side disconnect needs PostgreSQL")
+    from sqlalchemy import text
+
+    def direct_backend() -> int:  # the backend of the direct connection the next delivery gets
+        [(pid,)] = runtime.db.run("test.backend_pid", lambda _: select(func.pg_backend_pid()), {})
+        return pid
+
+    first = read_sample("shopify", "orders-create")
+    client.post("/webhooks/shopify", data=first, headers=signed(runtime, "shopify", first,
+                                                                 topic="orders/create"))
+    backend = direct_backend()
+    with runtime.db.engine.connect() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar()
+    other = first.replace(b'"#9999"', b'"#9998"')
+    response = client.post("/webhooks/shopify", data=other,
+                           headers=signed(runtime, "shopify", other, topic="orders/create"))
+    assert response.status_code == 200 and response.json["status"] == "accepted"
+    assert direct_backend() != backend
+    assert stored(runtime) == 2

@@ -33,8 +33,8 @@ from ccms_addon.widgets.schemas import SHOPPER_KINDS
 from ccms_addon.widgets.shops import SHOPS_EXTENSION, platform_origins
 from ccms_addon.widgets.tokens import form_token, form_token_problem
 from ccms_addon.widgets.views import MAX_WRITE_BODY
-from tests.jobs.test_notify import (MERCHANT_EMAIL, free_port, run_worker, settings,  # noqa: F401
-                                    smtp_server)
+from tests.jobs.test_notify import MERCHANT_EMAIL, run_worker, settings  # noqa: F401
+from tests.loopback import free_port
 
 DOMAIN = "acme.myshopify.com"
 ORIGIN = f"https://{DOMAIN}"
@@ -454,6 +454,61 @@ def test_rate_limiting_survives_a_redis_outage(settings, runtime, shop):
     assert sweep_unnotified(runtime) == 1
 
 
+def test_a_refused_request_counts_under_no_limit(runtime, shop, redis_conn):
+    """All of a request's rules are checked at once: the 429 of one rule leaves the others'
+    counters alone (a shopper refused per IP does not use up the shop's allowance)."""
+    app = create_app(runtime=runtime, widget_limits={
+        "widgets.lookup_order": [("2/minute", ratelimit.PER_IP), ("3/minute", ratelimit.PER_SHOP)]})
+    widget = Widget(app.test_client(), shop, app.config["SECRET_KEY"])
+    body = {"order_number": "1", "contact": "a@b.co"}
+    statuses = [widget.post("orders/lookup", body, ip="192.0.2.20").status_code for _ in range(4)]
+    assert statuses == [404, 404, 429, 429]
+    assert widget.post("orders/lookup", body, ip="192.0.2.21").status_code == 404  # shop: 3rd
+    refused = widget.post("orders/lookup", body, ip="192.0.2.22")
+    assert refused.status_code == 429  # the shop's 3/minute is used up
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+
+
+def test_several_windows_of_one_ip_share_one_counter(runtime, shop, redis_conn):
+    app = create_app(runtime=runtime, widget_limits={
+        "widgets.lookup_order": [("3/hour;2/minute", ratelimit.PER_IP)]})
+    widget = Widget(app.test_client(), shop, app.config["SECRET_KEY"])
+    body = {"order_number": "1", "contact": "a@b.co"}
+    assert [widget.post("orders/lookup", body, ip="192.0.2.30").status_code
+            for _ in range(3)] == [404, 404, 429]
+    retry_after = int(widget.post("orders/lookup", body, ip="192.0.2.30").headers["Retry-After"])
+    assert 1 <= retry_after <= 60  # the minute window blocks, not the hour's
+    limiter = app.extensions[ratelimit.EXTENSION]
+    keys = [k.decode() for k in redis_conn.keys(f"{limiter.prefix}*")]
+    assert keys == [f"{limiter.prefix}widgets.lookup_order:ip:192.0.2.30"]
+    assert redis_conn.llen(keys[0]) == 2 and 3500 < redis_conn.pttl(keys[0]) / 1000 <= 3600
+
+
+def test_config_is_not_rate_limited_and_touches_no_redis(widget, widget_app, redis_conn):
+    for _ in range(30):
+        assert widget.get("config", ip="192.0.2.40").status_code == 200
+    prefix = widget_app.extensions[ratelimit.EXTENSION].prefix
+    assert redis_conn.keys(f"{prefix}*") == []
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("20/minute;200/day", [(20, 60), (200, 86400)]),
+    ("5 per 2 hours", [(5, 7200)]),
+    ("1/second, 10/hour", [(1, 1), (10, 3600)]),
+])
+def test_limit_notation(value, expected):
+    assert [(r.amount, r.seconds) for r in ratelimit.parse_limits(value, ratelimit.PER_IP)] \
+        == expected
+
+
+@pytest.mark.parametrize("value", ["", "0/minute", "ten/minute", "5/fortnight"])
+def test_limit_notation_errors(value):
+    with pytest.raises(ValueError):
+        rules = ratelimit.parse_limits(value, ratelimit.PER_IP)
+        if not rules:
+            raise ValueError("no rule")
+
+
 # --------------------------------------------------------------------------------------------------
 # A complaint end to end
 # --------------------------------------------------------------------------------------------------
@@ -531,7 +586,7 @@ def test_shopper_text_is_stored_verbatim_and_only_ever_answered_as_json(widget, 
                                              "contact": "shopper@example.com"})
     assert lookup.mimetype == "application/json" and b"<script>" not in lookup.data
     run_worker(runtime)
-    [mail] = smtp_server.messages
+    [(mail, _)] = smtp_server.messages
     assert b"text/html" not in mail.original_content and b"Content-Type: text/plain" in \
         mail.original_content
 
@@ -588,6 +643,42 @@ def test_order_lookup_misses_are_indistinguishable(widget, orders, make_shop, ru
             timings[name].append(time.perf_counter() - start)
     a, b = (statistics.median(t) for t in timings.values())
     assert max(a, b) / min(a, b) < 1.5, timings
+
+
+def test_order_lookup_runs_one_query_for_every_miss_and_two_for_a_match(widget, orders,
+                                                                         runtime, monkeypatch):
+    """"No such order" and "wrong contact" run the same single statement; only a match reads
+    its lines."""
+    ran = []
+    real_run = runtime.db.run
+    monkeypatch.setattr(runtime.db, "run",
+                        lambda name, build, values: ran.append(name) or real_run(name, build, values))
+    for body, status, queries in (
+            ({"order_number": "9999", "contact": "buyer@example.com"}, 404,
+             ["widget.lookup_candidates"]),
+            ({"order_number": "#1001", "contact": "buyer@example.org"}, 404,
+             ["widget.lookup_candidates"]),
+            ({"order_number": "#1001", "contact": "buyer@example.com"}, 200,
+             ["widget.lookup_candidates", "widget.lookup_lines"])):
+        ran.clear()
+        assert widget.post("orders/lookup", body).status_code == status
+        assert ran == queries
+
+
+def test_order_lookup_answers_503_when_the_store_is_down(widget, orders, runtime):
+    from ccms_addon.store.db import make_engine
+    live = runtime.db.engine
+    runtime.db.engine = make_engine("postgresql://nobody@127.0.0.1:9/none",
+                                    connect_args={"connect_timeout": 1})
+    try:
+        response = widget.post("orders/lookup", {"order_number": "1001",
+                                                 "contact": "buyer@example.com"})
+    finally:
+        runtime.db.engine.dispose()
+        runtime.db.engine = live
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert widget.post("orders/lookup", {"order_number": "1001",
+                                         "contact": "buyer@example.com"}).status_code == 200
 
 
 # --------------------------------------------------------------------------------------------------
