@@ -262,6 +262,20 @@ class Outbox:
             return self._settle(row.id, OutboundStatus.UNKNOWN, error=str(exc))
         return self._settle(row.id, OutboundStatus.SENT, sent_at=utcnow())
 
+    def warm_up(self) -> None:
+        """Compile the delivery's statements once (against a key and id that do not exist), so a
+        forking worker's children inherit them instead of compiling them per message."""
+        self._claim("")
+        self._not_claimed("")
+        with self.runtime.db.session() as session:
+            session.scalar(select(OutboundMessage).where(OutboundMessage.idempotency_key == ""))
+            session.scalar(select(Shop.settings).where(Shop.id == 0))
+        try:
+            self._handover(0, 0)
+        except HandoverRefusedError:
+            pass
+        self._settle(0, OutboundStatus.SENT, sent_at=utcnow())
+
     def _claim(self, key: str) -> OutboundMessage | None:
         """pending (and due) or sending → sending with a new attempt number, atomically."""
         now = utcnow()

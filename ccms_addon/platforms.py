@@ -629,9 +629,9 @@ class PlatformAdapter(Protocol):
 
         The first call passes ``cursor=None``; each next call passes the previous page's
         ``next_cursor`` with the same ``updated_since``, until it is None. A page may be empty
-        while more follow (a date window without orders). The adapter paces itself by the
-        platform's rate-limit headers before it is refused, and may wait a few seconds in the
-        call; errors as ``fetch_orders`` (``PlatformUnavailableError``: retry the same cursor
+        while more follow (a date window without orders, an export still running). The adapter
+        paces itself by the platform's rate-limit headers before it is refused, and may wait in
+        the call (at most about half a minute at a time); errors as ``fetch_orders`` (``PlatformUnavailableError``: retry the same cursor
         later), plus :class:`CursorInvalidError` when ``cursor`` can no longer be continued.
         Orders may repeat across pages (the store's upsert makes a repeat a no-op); an order
         updated while the listing runs may be missed, which the next reconciliation covers.

@@ -53,6 +53,7 @@ PER_SHOP = "shop"
 DEFAULT_LIMITS: Mapping[str, Sequence[tuple[str, str]]] = {
     "widgets.form_token": [("60/minute", PER_IP)],
     "widgets.submit_voc": [("10/minute", PER_IP), ("300/minute", PER_SHOP)],
+    "widgets.submit_claim": [("5/minute;50/day", PER_IP), ("120/minute", PER_SHOP)],
     "widgets.lookup_order": [("20/minute;200/day", PER_IP), ("600/minute", PER_SHOP)],
     "widgets.lookup_requests": [("20/minute;200/day", PER_IP), ("600/minute", PER_SHOP)],
 }

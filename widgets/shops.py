@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import Shop, ShopStatus
+from ccms_addon.programs.service import public_guarantees
 from ccms_addon.widgets.schemas import WidgetConfigSchema
 from ccms_addon.widgets.settings import LOCALES, widget_settings
 
@@ -120,7 +121,8 @@ def strings_url(public_url: str, locale: str) -> str:
     return f"{public_url}/widget/v1/assets/{name}"
 
 
-def _public_config(shop: Shop, settings: dict, public_url: str) -> tuple[dict, str]:
+def _public_config(shop: Shop, settings: dict, public_url: str,
+                   programs: list[dict] = ()) -> tuple[dict, str]:
     stored = (shop.settings or {}).get("widget") or {}
     locale = settings["default_locale"]
     if "default_locale" not in stored and (shop.locale or "")[:2].lower() in LOCALES:
@@ -141,7 +143,7 @@ def _public_config(shop: Shop, settings: dict, public_url: str) -> tuple[dict, s
                      chat_url=settings["chat_url"], links=settings["links"]),
         hours=hours, ack_promise_hours=settings["ack_promise_hours"],
         consent_text=settings["consent_text"], categories=settings["categories"],
-        strings_url=strings_url(public_url, locale))
+        programs=list(programs), strings_url=strings_url(public_url, locale))
     return WidgetConfigSchema().dump(config), locale
 
 
@@ -165,7 +167,7 @@ class ShopDirectory:
             shop = session.scalar(select(Shop).where(Shop.widget_key == widget_key))
             if shop is None:
                 return None
-            entry = self._entry(shop)
+            entry = self._entry(shop, public_guarantees(session, shop.id))
         with self._lock:
             self._cache[widget_key] = (now + SHOP_CACHE_TTL, entry)
         return entry
@@ -178,13 +180,14 @@ class ShopDirectory:
             else:
                 self._cache.pop(widget_key, None)
 
-    def _entry(self, shop: Shop) -> WidgetShop:
+    def _entry(self, shop: Shop, programs: list[dict]) -> WidgetShop:
         try:
             settings = widget_settings(shop.settings)
         except ValidationError:
             log.error("shop %s has invalid widget settings; serving the defaults", shop.id)
             settings = widget_settings({})
-        config, locale = _public_config(shop, settings, self.runtime.settings.public_url)
+        config, locale = _public_config(shop, settings, self.runtime.settings.public_url,
+                                        programs)
         body = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
         extra = {origin_of(o) for o in settings["storefront_origins"]}
         return WidgetShop(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from datetime import datetime, time, timezone
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -30,13 +31,16 @@ from werkzeug.http import parse_accept_header, quote_etag
 from ccms_addon.errors import error_response
 from ccms_addon.jobs.notify import enqueue_merchant_notification
 from ccms_addon.money import format_amount
-from ccms_addon.store.models import (Customer, Order, OrderLine, VocChannel, VocEvent, VocItem,
-                                     VocKind, VocStatus)
+from ccms_addon.platforms import ReturnLine
+from ccms_addon.programs.claims import ClaimRequest, submit_claim
+from ccms_addon.store.models import (Customer, Order, OrderLine, ProgramKind, VocChannel,
+                                     VocEvent, VocItem, VocKind, VocStatus)
 from ccms_addon.store.voc import NewVocItem, record_voc_item
 from ccms_addon.widgets.cors import (SECURITY_HEADERS, WIDGET_HEADER, add_cors_headers, preflight,
                                      same_origin)
 from ccms_addon.widgets.errors import WidgetRequestError
-from ccms_addon.widgets.schemas import (FormTokenSchema, OrderLookupSchema, RequestLookupSchema,
+from ccms_addon.widgets.schemas import (ClaimCreateSchema, ClaimReceiptSchema, FormTokenSchema,
+                                        OrderLookupSchema, RequestLookupSchema,
                                         RequestStatusSchema, ShopperOrderSchema,
                                         VocItemCreateSchema, VocReceiptSchema, digits,
                                         MIN_PHONE_DIGITS)
@@ -174,6 +178,8 @@ _SHOPPER_ORDER = ShopperOrderSchema()
 _REQUEST_STATUS = RequestStatusSchema()
 _FORM_TOKEN = FormTokenSchema()
 _VOC_RECEIPT = VocReceiptSchema()
+_CLAIM_CREATE = ClaimCreateSchema()
+_CLAIM_RECEIPT = ClaimReceiptSchema()
 
 
 def _lookup_candidates(dialect_name: str):
@@ -400,3 +406,45 @@ def lookup_requests(widget_key: str):
         timeline=[dict(status=e.to_status, at=e.created_at) for e in events
                   if e.to_status in known]))
     return jsonify(request=body)
+
+
+@bp.post(f"{PREFIX}/claims", endpoint="submit_claim")
+def submit_claim_view(widget_key: str):
+    """A guarantee claim (free return, buyback) on an order named like a lookup: the exact number
+    and the checkout contact, answered with the same 404 for "no such order" and "wrong contact".
+    The claim is recorded whether or not it is inside the terms (the merchant decides); the answer
+    says which, with the reasons."""
+    shop: WidgetShop = g.widget_shop
+    data = _json_body()
+    if isinstance(data, dict) and _filled(data.get("website")):
+        log.info("widget claim to shop %s rejected by the honeypot", shop.id)
+        raise WidgetRequestError(400, "rejected", "The submission was rejected.")
+    args = _load(_CLAIM_CREATE, data)
+    problem = form_token_problem(current_app.config["SECRET_KEY"], shop.id, args["token"])
+    if problem:
+        raise WidgetRequestError(422, "validation_error", "Some fields are not valid.",
+                                 {"json": {"token": [problem]}})
+    email, phone = split_contact(args["contact"])
+    runtime = current_runtime()
+    with runtime.db.session() as session:
+        matched = _match_order(_candidate_orders(session, shop.id, args["order_number"]),
+                               email, phone)
+    if matched is None:
+        return error_response(404, *_ORDER_NOT_FOUND)
+    event_date = args["event_date"]
+    item, claim = submit_claim(runtime, shop.id, ClaimRequest(
+        kind=ProgramKind(args["program"]), order_id=matched.id, message=args["message"],
+        channel=VocChannel.WIDGET, event=args["event"],
+        event_date=(datetime.combine(event_date, time(12), tzinfo=timezone.utc)
+                    if event_date else None),
+        lines=tuple(ReturnLine(line["platform_line_id"], line["quantity"])
+                    for line in args["lines"]),
+        evidence={"text": args["evidence"]} if args["evidence"] else {},
+        conditions_accepted=args["conditions_accepted"], contact_name=args["name"],
+        contact_email=email, contact_phone=phone,
+        locale=args["locale"] or shop.default_locale))
+    body = _CLAIM_RECEIPT.dump(dict(reference=item.reference, status=claim.status.value,
+                                    eligible=bool(claim.eligibility.get("eligible")),
+                                    reasons=claim.eligibility.get("reasons") or [],
+                                    ack_due_at=item.acknowledge_due_at))
+    return jsonify(body), 201

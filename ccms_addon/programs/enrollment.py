@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from ccms_addon.platforms import FinancialStatus, FulfillmentStatus
 from ccms_addon.programs.schedule import add_months, shopper_timezone, step_due_at
+from ccms_addon.store.repository import driver_values, load_rows
 from ccms_addon.store.models import (Enrollment, EnrollmentStatus, FollowUp, FollowUpStatus, Order,
                                      OrderLine, Program, ProgramKind, ProgramStatus,
                                      ProgramVersion, Shop, ShopStatus, utcnow)
@@ -134,6 +135,11 @@ def enroll_orders(session: Session, shop_id: int, order_ids: Sequence[int], *,
         _insert(session, Enrollment).on_conflict_do_nothing(
             index_elements=["program_id", "order_id"])
         .returning(table.c.id, table.c.program_id, table.c.order_id), rows).all()
+    # The enrollments are new, so their follow-ups cannot exist yet: load them straight in
+    # (a binary COPY on PostgreSQL, multi-row VALUES on SQLite; see repository.load_rows).
+    conn = session.connection()
+    time = driver_values(conn.dialect.name).time
+    created_at = time(now)
     follow_ups = []
     for enrollment_id, program_id, order_id in created:
         program, anchor, tz = plans[(program_id, order_id)]
@@ -141,16 +147,20 @@ def enroll_orders(session: Session, shop_id: int, order_ids: Sequence[int], *,
         for step in program.terms.get("steps") or ():
             due = step_due_at(anchor, step["offset_days"], step["send_at"], tz, quiet)
             stale = due < now - STALE_AFTER
-            follow_ups.append(dict(
-                shop_id=shop_id, enrollment_id=enrollment_id, order_id=order_id, step=step["key"],
-                kind=step["kind"], purpose=step["purpose"], channel=step["channel"],
-                status=(FollowUpStatus.SKIPPED if stale else FollowUpStatus.SCHEDULED).value,
-                skip_reason="already past when the order was enrolled" if stale else None,
-                due_at=due, postponed=0, created_at=now))
-    if follow_ups:
-        session.execute(_insert(session, FollowUp).on_conflict_do_nothing(
-            index_elements=["enrollment_id", "step"]), follow_ups)
+            follow_ups.append((
+                shop_id, enrollment_id, order_id, step["key"], step["kind"], step["purpose"],
+                step["channel"],
+                (FollowUpStatus.SKIPPED if stale else FollowUpStatus.SCHEDULED).value,
+                "already past when the order was enrolled" if stale else None,
+                time(due), 0, False, created_at))
+    load_rows(conn, FollowUp.__table__, FOLLOW_UP_COLUMNS, follow_ups)
     return len(created)
+
+
+#: the columns :func:`enroll_orders` writes for each new follow-up
+FOLLOW_UP_COLUMNS = ("shop_id", "enrollment_id", "order_id", "step", "kind", "purpose", "channel",
+                     "status", "skip_reason", "due_at", "postponed", "complaint_opened",
+                     "created_at")
 
 
 #: follow-up states a stop condition cancels

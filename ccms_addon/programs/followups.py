@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from babel.dates import format_date
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 
 from ccms_addon.links import make_link
 from ccms_addon.outbox import OutgoingMessage, Outbox, record
@@ -77,6 +77,19 @@ def warm_up(runtime: Runtime) -> None:
     message["Subject"] = "warm-up 준비"
     message.set_content("준비", charset="utf-8")
     message.as_bytes()
+    # SQLAlchemy compiles each statement once per engine and caches it: run a send's reads and
+    # writes against ids that do not exist, so each work-horse does not compile them again
+    # (measured: ~100 ms of a ~190 ms job in a forked child)
+    configure_mappers()
+    with runtime.db.session() as session:
+        for model in (FollowUp, Enrollment, Shop, Order, ProgramVersion, Program, Customer):
+            session.get(model, 0)
+        FollowUpSender._complaint_open(session, Order(id=0, shop_id=0))
+        probe = FollowUp(id=0, shop_id=0, order_id=0, postponed=0)
+        FollowUpSender._close(session, probe, FollowUpStatus.SKIPPED, None)
+        FollowUpSender._reschedule(session, probe, utcnow())
+        session.rollback()
+    Outbox(runtime).warm_up()
 
 
 def send_follow_up(follow_up_id: int) -> str:

@@ -159,7 +159,7 @@ def _stage_ddl(dialect_name: str, stage: Table) -> tuple[str, str]:
             f"DELETE FROM {stage.name}")
 
 
-def _load(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
+def load_rows(conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple]) -> None:
     """Append rows (values already in the driver's form, see :data:`_VALUES`) to a table.
 
     PostgreSQL: a binary ``COPY`` — psycopg 3 runs an ``executemany`` as one pipelined statement
@@ -241,6 +241,11 @@ class _Values:
 _VALUES = {"postgresql": _Values(_utc, _unchanged), "sqlite": _Values(_utc_text, _real)}
 
 
+def driver_values(dialect_name: str) -> _Values:
+    """How to hand times and money to ``dialect_name``'s driver for :func:`load_rows`."""
+    return _VALUES[dialect_name]
+
+
 def _prefer(condition, new_value, old_value):
     """new when the record is newer, else keep old and only fill a gap with new."""
     return case((condition, func.coalesce(new_value, old_value)),
@@ -274,8 +279,8 @@ def _merge_customers(conn: Connection, shop_id: int, records: Iterable[CustomerR
         seen = newest.get(rec.platform_customer_id)
         if seen is None or _newer(rec.updated_at, seen.updated_at):
             newest[rec.platform_customer_id] = rec
-    time = _VALUES[conn.dialect.name].time
-    _load(conn, CUSTOMER_STAGE, CUSTOMER_FIELDS,
+    time = driver_values(conn.dialect.name).time
+    load_rows(conn, CUSTOMER_STAGE, CUSTOMER_FIELDS,
           [(r.platform_customer_id, r.email, r.name, r.phone, time(r.updated_at))
            for r in newest.values()])
     if newest:
@@ -376,8 +381,8 @@ def upsert_orders(session: Session, shop_id: int, records: Iterable[OrderRecord]
         return []
     conn = _staging(session, CUSTOMER_STAGE, ORDER_STAGE, REPLACED_STAGE)
     _merge_customers(conn, shop_id, (r.customer for r in newest.values() if r.customer))
-    values = _VALUES[conn.dialect.name]
-    _load(conn, ORDER_STAGE, (*ORDER_FIELDS, "platform_customer_id"),
+    values = driver_values(conn.dialect.name)
+    load_rows(conn, ORDER_STAGE, (*ORDER_FIELDS, "platform_customer_id"),
           [_order_row(rec, values) for rec in newest.values()])
     merged = conn.execute(_order_merge(conn.dialect.name), {"shop_id": shop_id, "now": utcnow()})
     changes = [OrderChange(order_id, platform_order_id, bool(created))
@@ -439,10 +444,10 @@ def _replace_lines(conn: Connection, shop_id: int, orders: list[tuple[OrderChang
     has just created has no lines yet, so a first sync deletes nothing."""
     replaced = [(change.order_id,) for change, _ in orders if not change.created]
     if replaced:
-        _load(conn, REPLACED_STAGE, ["order_id"], replaced)
+        load_rows(conn, REPLACED_STAGE, ["order_id"], replaced)
         conn.execute(_DELETE_REPLACED_LINES)
     money = values.money
-    _load(conn, OrderLine.__table__, LINE_COLUMNS,
+    load_rows(conn, OrderLine.__table__, LINE_COLUMNS,
           [(shop_id, change.order_id, line.platform_line_id, line.title[:500], line.sku,
             line.product_id, line.variant_id, line.quantity, money(line.unit_price))
            for change, rec in orders for line in _unique_lines(rec)])
@@ -470,8 +475,8 @@ def record_refunds(session: Session, shop_id: int, refunds: Sequence[RefundRecor
     if not unique:
         return 0
     conn = _staging(session, REFUND_STAGE)
-    values = _VALUES[conn.dialect.name]
-    _load(conn, REFUND_STAGE, REFUND_FIELDS,
+    values = driver_values(conn.dialect.name)
+    load_rows(conn, REFUND_STAGE, REFUND_FIELDS,
           [(r.platform_refund_id, r.platform_order_id, values.money(r.amount), r.currency.upper(),
             r.note, values.time(r.created_at)) for r in unique.values()])
     return len(conn.execute(_refund_merge(conn.dialect.name),

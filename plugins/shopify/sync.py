@@ -73,6 +73,8 @@ LINES_PER_ORDER = 10
 REFUNDS_PER_ORDER = 5
 #: line items per follow-up query of an order with more than LINES_PER_ORDER (cost ~500)
 MORE_LINES = 100
+#: refunds read by the follow-up query of an order with REFUNDS_PER_ORDER of them (cost ~400)
+MORE_REFUNDS = 100
 #: the most a single query may request (Shopify refuses more before running it)
 MAX_QUERY_COST = 1000
 #: double the page while the requested cost is below this share of the limit
@@ -99,8 +101,10 @@ THROTTLED_ATTEMPTS = 5
 #: bulk operation API version from which ``groupObjects`` is an argument (before it, grouping was
 #: the only behaviour)
 GROUP_OBJECTS_SINCE = "2025-10"
-#: (connect, read) timeouts for the JSONL download
+#: (connect, read) timeouts for the JSONL download, and the bytes asked per Range request (a
+#: page of 500 orders is ~1 MB)
 DOWNLOAD_TIMEOUT = (5.0, 60.0)
+RANGE_BYTES = 2 << 20
 CURSOR_PREFIX = "shopify:1:"
 
 _ORDER_FIELDS = """
@@ -164,6 +168,16 @@ mutation ccmsBulkOrders($query: String!) {
 }
 """
 
+ORDER_REFUNDS_QUERY = """
+query ccmsOrderRefunds($id: ID!) {
+  order(id: $id) {
+    refunds(first: %d) { legacyResourceId note createdAt
+                         totalRefundedSet { shopMoney { amount currencyCode }
+                                            presentmentMoney { amount currencyCode } } }
+  }
+}
+""" % MORE_REFUNDS
+
 BULK_CURRENT_QUERY = """
 query ccmsBulkOrdersCurrent {
   currentBulkOperation(type: QUERY) { id status query createdAt }
@@ -217,18 +231,47 @@ class _Graph(Schema):
         unknown = EXCLUDE
 
 
-class _MoneyV2(_Graph):
-    amount = Money(required=True)
-    currencyCode = fields.String(load_default=None)
+class MoneyBagField(fields.Field):
+    """A ``MoneyBag`` (``{"shopMoney": {"amount", "currencyCode"}, "presentmentMoney": …}``) as
+    ``{"shopMoney": {"amount": Decimal, "currencyCode": str | None}, "presentmentMoney": … | None}``.
+
+    One field rather than nested schemas: a page of orders holds thousands of money bags, and a
+    nested schema costs several times a field (the backfill benchmark's profile)."""
+
+    default_error_messages = {"invalid": "Not a MoneyBag with a shopMoney amount."}
+    _amount = Money()
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
+                     **kwargs: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.make_error("invalid")
+        bag: dict[str, Any] = {}
+        for side, required in (("shopMoney", True), ("presentmentMoney", False)):
+            money = value.get(side)
+            if money is None and not required:
+                bag[side] = None
+                continue
+            if not isinstance(money, dict):
+                raise self.make_error("invalid")
+            currency = money.get("currencyCode")
+            if currency is not None and not isinstance(currency, str):
+                raise self.make_error("invalid")
+            bag[side] = {"amount": self._amount.deserialize(money.get("amount")),
+                         "currencyCode": currency}
+        return bag
 
 
-class _MoneyBag(_Graph):
-    shopMoney = fields.Nested(_MoneyV2, required=True)
-    presentmentMoney = fields.Nested(_MoneyV2, load_default=None)
+class LegacyIdField(fields.Field):
+    """``{"legacyResourceId": "788032119674292922"}`` (a product, a variant) as its id, or None."""
 
+    default_error_messages = {"invalid": "Not an object with a legacyResourceId."}
+    _id = ShopifyId(allow_none=True)
 
-class _Ref(_Graph):
-    legacyResourceId = ShopifyId(load_default=None)
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
+                     **kwargs: Any) -> str | None:
+        if not isinstance(value, dict):
+            raise self.make_error("invalid")
+        return self._id.deserialize(value.get("legacyResourceId"))
 
 
 class _Customer(_Graph):
@@ -244,7 +287,7 @@ class _Refund(_Graph):
     legacyResourceId = ShopifyId(required=True)
     note = fields.String(load_default=None, allow_none=True)
     createdAt = UtcDateTime(load_default=None, allow_none=True)
-    totalRefundedSet = fields.Nested(_MoneyBag, required=True)
+    totalRefundedSet = MoneyBagField(required=True)
 
 
 class ShopifyGraphQLLineSchema(_Graph):
@@ -255,9 +298,9 @@ class ShopifyGraphQLLineSchema(_Graph):
     name = fields.String(load_default=None, allow_none=True)
     quantity = fields.Integer(required=True, strict=True)
     sku = fields.String(load_default=None, allow_none=True)
-    originalUnitPriceSet = fields.Nested(_MoneyBag, required=True)
-    product = fields.Nested(_Ref, load_default=None, allow_none=True)
-    variant = fields.Nested(_Ref, load_default=None, allow_none=True)
+    originalUnitPriceSet = MoneyBagField(required=True)
+    product = LegacyIdField(load_default=None, allow_none=True)
+    variant = LegacyIdField(load_default=None, allow_none=True)
 
 
 class ShopifyGraphQLOrderSchema(_Graph):
@@ -275,7 +318,7 @@ class ShopifyGraphQLOrderSchema(_Graph):
     customerLocale = fields.String(load_default=None, allow_none=True)
     displayFinancialStatus = fields.String(load_default=None, allow_none=True)
     displayFulfillmentStatus = fields.String(load_default=None, allow_none=True)
-    currentTotalPriceSet = fields.Nested(_MoneyBag, required=True)
+    currentTotalPriceSet = MoneyBagField(required=True)
     customer = fields.Nested(_Customer, load_default=None, allow_none=True)
     billingAddress = fields.Dict(load_default=None, allow_none=True)
     shippingAddress = fields.Dict(load_default=None, allow_none=True)
@@ -358,8 +401,8 @@ def _line_record(node: Mapping[str, Any]) -> OrderLineRecord:
         quantity=line["quantity"],
         unit_price=line["originalUnitPriceSet"]["shopMoney"]["amount"],
         sku=_text(line["sku"]),
-        product_id=(line["product"] or {}).get("legacyResourceId"),
-        variant_id=(line["variant"] or {}).get("legacyResourceId"),
+        product_id=line["product"],
+        variant_id=line["variant"],
     )
 
 
@@ -525,7 +568,7 @@ class OrderLister:
             if not isinstance(node, dict):
                 raise PlatformUnavailableError("Shopify answered an order edge without a node")
             lines = self._lines(node)
-            record = order_record(node, lines)
+            record = order_record(self._with_refunds(node), lines)
             records.append(record)
             last_updated = node.get("updatedAt")
         if requested and requested < GROW_BELOW * MAX_QUERY_COST and len(edges) == first:
@@ -553,6 +596,16 @@ class OrderLister:
             info = connection.get("pageInfo") or {}
             after = info.get("endCursor")
         return lines
+
+    def _with_refunds(self, node: dict[str, Any]) -> dict[str, Any]:
+        """``node`` with every refund: one with the page's cap of them may have more."""
+        refunds = node.get("refunds")
+        if not isinstance(refunds, list) or len(refunds) < REFUNDS_PER_ORDER:
+            return node
+        data = self.query(ORDER_REFUNDS_QUERY, {"id": node.get("id")},
+                          expected_cost=1 + 4 * MORE_REFUNDS)
+        more = (data.get("order") or {}).get("refunds")
+        return {**node, "refunds": more} if isinstance(more, list) else node
 
     # -- bulk mode ---------------------------------------------------------------------------------
 
@@ -616,45 +669,67 @@ class OrderLister:
     def _read_jsonl(self, url: str, offset: int) -> tuple[list[OrderRecord], int | None]:
         """Up to :data:`BULK_PAGE_ORDERS` orders from byte ``offset``; the offset of the first
         order not read, None at the end of the file."""
-        session = self.download or requests.Session()  # never the Admin API session: no token
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        try:
-            response = session.get(url, headers=headers, stream=True, timeout=DOWNLOAD_TIMEOUT)
-        except requests.RequestException as exc:
-            raise PlatformUnavailableError(
-                f"Shopify's bulk export could not be downloaded ({type(exc).__name__})") from None
-        try:
-            if response.status_code in (403, 404, 410):
-                raise CursorInvalidError(f"Shopify's bulk export is gone (HTTP "
-                                         f"{response.status_code}); its URL lives 7 days")
-            if response.status_code == 416:
-                return [], None  # the offset is the end of the file
-            if response.status_code >= 300:
-                raise PlatformUnavailableError(
-                    f"Shopify's bulk export answered HTTP {response.status_code}")
-            if offset and response.status_code != 206:
-                raise PlatformUnavailableError("Shopify's bulk export ignored the Range header")
-            records: list[OrderRecord] = []
-            order: dict[str, Any] | None = None
-            lines: list[dict[str, Any]] = []
-            for start, raw in _lines_with_offsets(response, offset):
-                item = _jsonl_item(raw)
-                if item is None:
-                    continue
-                if "__parentId" in item:
-                    if order is not None and item["__parentId"] == order.get("id"):
-                        lines.append(item)
-                    continue  # a child of an order of another page, or of no order we know
-                if order is not None:
-                    records.append(order_record(order, lines))
-                    if len(records) >= BULK_PAGE_ORDERS:
-                        return records, start
-                order, lines = item, []
+        records: list[OrderRecord] = []
+        order: dict[str, Any] | None = None
+        lines: list[dict[str, Any]] = []
+        for start, raw in self._ranged_lines(url, offset):
+            item = _jsonl_item(raw)
+            if item is None:
+                continue
+            if "__parentId" in item:
+                if order is not None and item["__parentId"] == order.get("id"):
+                    lines.append(item)
+                continue  # a child of an order of another page, or of no order we know
             if order is not None:
-                records.append(order_record(order, lines))
-            return records, None
-        finally:
-            response.close()
+                records.append(order_record(self._with_refunds(order), lines))
+                if len(records) >= BULK_PAGE_ORDERS:
+                    return records, start
+            order, lines = item, []
+        if order is not None:
+            records.append(order_record(self._with_refunds(order), lines))
+        return records, None
+
+    def _ranged_lines(self, url: str, offset: int) -> Iterator[tuple[int, bytes]]:
+        """``(offset, line)`` from ``offset`` to the end of the export, read in ranges of
+        :data:`RANGE_BYTES` (a line cut by a range's end is completed by the next range)."""
+        session = self.download or requests.Session()  # never the Admin API session: no token
+        position, carry = offset, b""
+        while True:
+            end = position + len(carry) + RANGE_BYTES - 1
+            headers = {"Range": f"bytes={position + len(carry)}-{end}"}
+            try:
+                response = session.get(url, headers=headers, timeout=DOWNLOAD_TIMEOUT)
+            except requests.RequestException as exc:
+                raise PlatformUnavailableError(f"Shopify's bulk export could not be downloaded "
+                                               f"({type(exc).__name__})") from None
+            status = response.status_code
+            if status in (403, 404, 410):
+                raise CursorInvalidError(f"Shopify's bulk export is gone (HTTP {status}); its "
+                                         "URL lives 7 days")
+            if status == 416:  # nothing from there on: the end of the file
+                if carry:
+                    yield position, carry
+                return
+            if status not in (200, 206):
+                raise PlatformUnavailableError(f"Shopify's bulk export answered HTTP {status}")
+            body = response.content
+            if status == 200:  # the whole file, Range ignored: take what was asked for
+                body = body[position + len(carry):]
+                last = True
+            else:
+                total = _range_total(response.headers.get("Content-Range"))
+                last = total is None or end + 1 >= total
+            data = carry + body
+            cut = data.rfind(b"\n") + 1
+            pos = position
+            for line in data[:cut].split(b"\n")[:-1] if cut else ():
+                yield pos, line
+                pos += len(line) + 1
+            position, carry = pos, data[cut:]
+            if last:
+                if carry:
+                    yield position, carry
+                return
 
 
 def _same_query(running: Any, ours: str) -> bool:
@@ -681,22 +756,10 @@ def _jsonl_item(raw: bytes) -> dict[str, Any] | None:
     return item
 
 
-def _lines_with_offsets(response: requests.Response, offset: int,
-                        chunk_size: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
-    """``(byte offset of the line's start, the line)`` for each line of a streamed body."""
-    pending = b""
-    position = offset
-    for chunk in response.iter_content(chunk_size):
-        pending += chunk
-        while True:
-            end = pending.find(b"\n")
-            if end < 0:
-                break
-            line, pending = pending[:end], pending[end + 1:]
-            yield position, line
-            position += end + 1
-    if pending:
-        yield position, pending
+def _range_total(value: str | None) -> int | None:
+    """The file size of ``Content-Range: bytes 0-99/1234`` (None when unknown: ``*``)."""
+    total = (value or "").rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
 
 
 def list_orders(shop: ShopContext, client: ShopifyAdminClient, *, updated_since: datetime | None,

@@ -324,14 +324,15 @@ def create_app(state: ShopifyAdminState) -> Flask:
             return Response(b"<Error><Code>AccessDenied</Code></Error>", 403,
                             mimetype="application/xml")
         wanted = request.headers.get("Range", "")
-        match = re.fullmatch(r"bytes=(\d+)-", wanted)
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted)
         if not match:
             return Response(body, 200, mimetype="application/jsonl")
         start = int(match.group(1))
+        end = min(int(match.group(2)) if match.group(2) else len(body) - 1, len(body) - 1)
         if start >= len(body):
             return Response(b"", 416, headers={"Content-Range": f"bytes */{len(body)}"})
-        return Response(body[start:], 206, mimetype="application/jsonl", headers={
-            "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"})
+        return Response(body[start:end + 1], 206, mimetype="application/jsonl", headers={
+            "Content-Range": f"bytes {start}-{end}/{len(body)}"})
 
     # -- OAuth: the merchant's approval and the token endpoint ------------------------------------
 

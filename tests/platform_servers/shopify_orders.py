@@ -284,7 +284,15 @@ class OrdersFake:
             per_order = ORDER_OBJECTS + REFUND_COST * _refunds_first(query) + 2 + LINE_COST * lines
             return self._charged(2 + first * per_order,
                                  lambda: self._orders(first, variables.get("after"),
-                                                      variables.get("query"), lines))
+                                                      variables.get("query"), lines,
+                                                      _refunds_first(query)))
+        if "ccmsOrderRefunds" in query:
+            count = int(re.search(r"refunds\(first:\s*(\d+)\)", query).group(1))
+            node = self.orders.get(str(variables.get("id")).rsplit("/", 1)[-1])
+            refunds = (node or {}).get("refunds", [])[:count]
+            return self._charged(1 + REFUND_COST * count, lambda: (
+                {"order": None if node is None else {"refunds": refunds}},
+                1 + REFUND_COST * len(refunds)))
         more = re.search(r"lineItems\(first:\s*(\d+),\s*after:", query)
         if re.search(r"\border\(id:", query) and more:
             count = int(more.group(1))
@@ -331,8 +339,8 @@ class OrdersFake:
             rows = [r for r in rows if (r[0] > since if strict else r[0] >= since)]
         return rows
 
-    def _orders(self, first: int, after: str | None, search: str | None, lines: int
-                ) -> tuple[dict[str, Any], int]:
+    def _orders(self, first: int, after: str | None, search: str | None, lines: int,
+                refunds_first: int) -> tuple[dict[str, Any], int]:
         rows = self._matching(search)
         start = 0
         if after:
@@ -342,6 +350,7 @@ class OrdersFake:
         edges, actual = [], 2
         for updated_at, padded in chosen:
             node = dict(self.orders[padded.lstrip("0")])
+            node["refunds"] = node.get("refunds", [])[:refunds_first]
             all_lines = node.pop("lineItems")
             node["lineItems"] = {
                 "pageInfo": {"hasNextPage": len(all_lines) > lines,
@@ -385,6 +394,7 @@ class OrdersFake:
         lines = []
         for _, padded in self._matching(bulk_query):
             node = dict(self.orders[padded.lstrip("0")])
+            node["refunds"] = node.get("refunds", [])[:_refunds_first(bulk_query)]
             items = node.pop("lineItems")
             lines.append(json.dumps(node, separators=(",", ":")))
             op.roots += 1

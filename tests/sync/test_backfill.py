@@ -194,10 +194,40 @@ def test_bulk_export_is_read_by_byte_ranges_without_the_token(runtime, shopify, 
     monkeypatch.setattr(shopify_sync, "BULK_PAGE_ORDERS", 25)
     sync.backfill_orders(runtime, shopify.shop_id, sleep=clock.sleep)
     downloads = shopify.server.state.graphql_orders.downloads
-    assert [d["range"] is None for d in downloads] == [True, False, False]
-    assert all(d["range"].startswith("bytes=") for d in downloads[1:])
+    starts = [int(d["range"].split("=")[1].split("-")[0]) for d in downloads]
+    assert len(downloads) == 3 and starts[0] == 0 and starts == sorted(set(starts))
     assert not any("X-Shopify-Access-Token" in d["headers"] for d in downloads)
     assert stored_ids(runtime, shopify.shop_id) == sorted(shopify.order_ids)
+
+
+def test_bulk_lines_cut_by_a_range_are_joined(runtime, shopify, monkeypatch, clock):
+    from ccms_addon.plugins.shopify import sync as shopify_sync
+    monkeypatch.setattr(shopify_sync, "RANGE_BYTES", 700)  # shorter than an order's line
+    sync.backfill_orders(runtime, shopify.shop_id, sleep=clock.sleep)
+    assert stored_ids(runtime, shopify.shop_id) == sorted(shopify.order_ids)
+    assert len(shopify.server.state.graphql_orders.downloads) > 100
+
+
+@pytest.mark.parametrize("mode", ["bulk", "pages"])
+def test_shopify_order_with_more_refunds_than_a_page_holds(runtime, shopify, clock, mode):
+    from ccms_addon.plugins.shopify import sync as shopify_sync
+    from ccms_addon.store.models import Refund
+    fake = shopify.server.state.graphql_orders
+    node = fake.orders[shopify.order_ids[3]]
+    node["refunds"] = [{"id": f"gid://shopify/Refund/{900 + i}", "legacyResourceId": str(900 + i),
+                        "note": f"refund {i}", "createdAt": "2025-03-02T10:00:00Z",
+                        "totalRefundedSet": {"shopMoney": {"amount": "1.50", "currencyCode": "USD"},
+                                             "presentmentMoney": {"amount": "1.50",
+                                                                  "currencyCode": "USD"}}}
+                       for i in range(shopify_sync.REFUNDS_PER_ORDER + 2)]
+    with runtime.db.session() as session:
+        shop = session.get(Shop, shopify.shop_id)
+        shop.settings = {**shop.settings, "sync_mode": mode}
+    sync.backfill_orders(runtime, shopify.shop_id, sleep=clock.sleep)
+    with runtime.db.session() as session:
+        refunds = session.scalars(select(Refund.platform_refund_id)
+                                  .where(Refund.shop_id == shopify.shop_id)).all()
+    assert sorted(refunds) == [str(900 + i) for i in range(shopify_sync.REFUNDS_PER_ORDER + 2)]
 
 
 def test_refused_credentials_stop_the_backfill(runtime, platform, clock):

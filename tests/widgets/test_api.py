@@ -52,7 +52,8 @@ WIDGET_SETTINGS = {
               "holidays": ["2026-01-01"]},
 }
 CONFIG_KEYS = {"shop", "position", "offset_bottom", "color", "text_color", "top_bar", "contact",
-               "hours", "ack_promise_hours", "consent_text", "categories", "strings_url"}
+               "hours", "ack_promise_hours", "consent_text", "categories", "programs",
+               "strings_url"}
 _ips = itertools.count(1)
 
 

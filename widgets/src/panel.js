@@ -1,7 +1,8 @@
 /* The ccms contact widget: the panel, imported by the loader on first interaction or when idle.
  *
  * A modal <dialog> (top layer: no z-index fight with the page) inside the loader's Shadow DOM with
- * four views: how to reach a person, a message form, "where is my order?" and "my requests".
+ * its views: how to reach a person, a message form, "where is my order?", "my requests" and, when
+ * the merchant runs guarantee programs (config.programs), a claim form per guarantee.
  * Shopper and server text is only ever set as text nodes. Like the loader it avoids what a theme
  * may have replaced: no Array.prototype methods, no JSON global, no for...of over arrays.
  */
@@ -10,6 +11,11 @@ const KINDS = ['complaint', 'inquiry', 'suggestion', 'praise'];
 // Field names in the order POST voc takes them (docs/widget-api.md).
 const VOC_FIELDS = ['kind', 'category', 'message', 'order_number', 'name', 'email', 'phone',
                     'locale', 'consent', 'token', 'website'];
+// The guarantees a shopper may claim, and the fields POST claims takes (lines left out: every
+// line the guarantee covers; the message says which item when it matters).
+const CLAIM_KINDS = ['free_return', 'buyback'];
+const CLAIM_FIELDS = ['program', 'order_number', 'contact', 'message', 'event', 'event_date',
+                      'conditions_accepted', 'evidence', 'locale', 'token', 'website'];
 // Links the merchant configured are only followed with these schemes (never javascript:).
 const SAFE_URL = /^(https?|mailto|tel|kakaoplus|line):/i;
 const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
@@ -207,6 +213,27 @@ export function mount(ctx) {
     return fields.json || fields;
   }
 
+  // A form token old enough for the API's minimum fill time.
+  async function ripeToken() {
+    if (!token) await refreshToken();
+    const age = Date.now() - tokenAt;
+    if (age < TOKEN_MIN_AGE_MS) await wait(TOKEN_MIN_AGE_MS - age);
+    return token;
+  }
+
+  // A 422 shown next to the fields; a refused form token is renewed for the next try.
+  async function serverErrors(form, result, adjust) {
+    const fields = fieldErrors(result);
+    if (fields.token) {
+      await refreshToken(); // expired or refused: a fresh one for the next try
+      return say(form, t('errToken'), true);
+    }
+    const problems = {};
+    for (const name in fields) problems[name] = words['err_' + name] || t('errField');
+    if (adjust) adjust(fields, problems);
+    if (!showErrors(form, problems)) say(form, t('errGeneric'), true);
+  }
+
   // ---- building blocks ----
 
   function link(href, text, external) {
@@ -264,6 +291,14 @@ export function mount(ctx) {
     const node = el('input', attrs);
     node.type = type;
     return node;
+  }
+
+  // The honeypot: off-screen and hidden from assistive technology; only bots fill it in.
+  function honeypot(form) {
+    const trap = input('text', {id: form.node.id + '-website', name: 'website', tabindex: '-1',
+                                autocomplete: 'off'});
+    form.honeypot = trap;
+    return el('div', {class: 'hp', 'aria-hidden': 'true'}, el('label', {for: trap.id}, 'Website'), trap);
   }
 
   // A form with its fields, its live status line, its submit button and a place for results.
@@ -362,7 +397,17 @@ export function mount(ctx) {
     entry(t('idea'), () => startMessage({kind: 'suggestion'}));
     entry(t('whereOrder'), () => show('order'));
     entry(t('myRequests'), () => show('requests'));
-    return view('home', t('reachTitle'), hoursNode, reach.firstChild ? reach : null, menu);
+    // The shop's guarantees, each opening its terms and claim form.
+    const guarantees = el('div', {class: 'menu'});
+    for (let i = 0; i < claimKinds.length; i++) {
+      const kind = claimKinds[i];
+      const button = el('button', {type: 'button'}, claims[kind].program.name || t('kind_claim'));
+      button.addEventListener('click', () => startClaim({program: kind}));
+      guarantees.append(button);
+    }
+    return view('home', t('reachTitle'), hoursNode, reach.firstChild ? reach : null, menu,
+                claimKinds.length ? el('h4', {}, t('guarantees')) : null,
+                claimKinds.length ? guarantees : null);
   }
 
   // ---- the message form ----
@@ -402,13 +447,7 @@ export function mount(ctx) {
     );
     const consentText = localized(config.consent_text);
     if (consentText) form.node.append(field(form, 'consent', consentText, input('checkbox', {})));
-    // The honeypot: off-screen and hidden from assistive technology; only bots fill it in.
-    const trap = input('text', {id: 'ccms-msg-website', name: 'website', tabindex: '-1',
-                                autocomplete: 'off'});
-    form.honeypot = trap;
-    const honeypot = el('div', {class: 'hp', 'aria-hidden': 'true'},
-                        el('label', {for: trap.id}, 'Website'), trap);
-    form.node.append(honeypot, form.submit);
+    form.node.append(honeypot(form), form.submit);
 
     receipt = el('div', {class: 'receipt', hidden: true});
     return view('message', t('messageTitle'), closedNote, form.node, form.status, receipt);
@@ -439,55 +478,54 @@ export function mount(ctx) {
   async function sendMessage(form) {
     clearErrors(form);
     if (showErrors(form, checkMessage(form))) return;
-    if (!token) await refreshToken();
-    const age = Date.now() - tokenAt;
-    if (age < TOKEN_MIN_AGE_MS) await wait(TOKEN_MIN_AGE_MS - age);
     const values = {
-      kind: form.node.querySelector('input[name=kind]:checked').value, locale: lang, token,
-      website: form.honeypot.value,
+      kind: form.node.querySelector('input[name=kind]:checked').value, locale: lang,
+      token: await ripeToken(), website: form.honeypot.value,
     };
     for (const name in form.fields) values[name] = value(form, name);
     const result = await post('voc', jsonBody(values, VOC_FIELDS));
     if (result.status === 201) return showReceipt(form, result.data);
     if (result.status !== 422) return say(form, failure(result), true);
-    const fields = fieldErrors(result);
-    if (fields.token) {
-      await refreshToken(); // expired or refused: a fresh one for the next try
-      return say(form, t('errToken'), true);
-    }
-    const problems = {};
-    for (const name in fields) problems[name] = words['err_' + name] || t('errField');
-    if (fields.email && fields.phone && !values.email && !values.phone) {
-      problems.email = t('errContact'); // one message for "give one of the two", on the first
-      delete problems.phone;
-    }
-    if (!showErrors(form, problems)) say(form, t('errGeneric'), true);
+    await serverErrors(form, result, (fields, problems) => {
+      if (fields.email && fields.phone && !values.email && !values.phone) {
+        problems.email = t('errContact'); // one message for "give one of the two", on the first
+        delete problems.phone;
+      }
+    });
   }
 
-  function showReceipt(form, data) {
+  // When the shop answers: by the due time the API gave, else within the promised hours.
+  function promise(data) {
     const hours = data.ack_promise_hours || config.ack_promise_hours || 24;
-    const promise = data.ack_due_at ? t('promiseBy', {n: hours, t: when(Date.parse(data.ack_due_at))})
-                                    : t('promise', {n: hours});
-    const heading = el('p', {class: 'big', tabindex: '-1'}, t('thanks'));
-    // The live region carries the reference and the promise, so screen readers announce them.
+    return data.ack_due_at ? t('promiseBy', {n: hours, t: when(Date.parse(data.ack_due_at))})
+                           : t('promise', {n: hours});
+  }
+
+  // The reference at once, in the form's live region (screen readers announce it); focus on its
+  // first line. The form is hidden behind it and reset.
+  function receiptOf(form, thanks, data, ...middle) {
+    const heading = el('p', {class: 'big', tabindex: '-1'}, thanks);
     form.status.className = 'status';
     form.status.replaceChildren(
       heading,
-      el('p', {}, t('yourRef'), ' ', el('strong', {class: 'ref'}, String(data.reference || ''))),
-      el('p', {}, promise),
-      el('p', {class: 'hint'}, t('keepRef')),
-    );
+      el('p', {}, t('yourRef'), ' ', el('strong', {class: 'ref'}, String(data.reference || ''))));
+    for (let i = 0; i < middle.length; i++) if (middle[i]) form.status.append(middle[i]);
+    form.status.append(el('p', {}, promise(data)), el('p', {class: 'hint'}, t('keepRef')));
+    form.node.reset();
+    form.node.hidden = true;
+    heading.focus();
+    refreshToken();
+  }
+
+  function showReceipt(form, data) {
     const again = el('button', {type: 'button'}, t('another'));
     again.addEventListener('click', () => {
       say(form, '');
       startMessage({kind: 'complaint'});
     });
     receipt.replaceChildren(again);
-    form.node.reset();
-    form.node.hidden = true;
     receipt.hidden = false;
-    heading.focus();
-    refreshToken();
+    receiptOf(form, t('thanks'), data);
   }
 
   // ---- where is my order? ----
@@ -595,6 +633,140 @@ export function mount(ctx) {
               steps.length ? el('h5', {}, t('history')) : null, steps.length ? history : null);
   }
 
+  // ---- guarantee claims (free return, buyback) ----
+
+  // One per kind the API takes, in the order the shop lists them.
+  const claims = {};
+  const claimKinds = [];
+  const programs = config.programs || [];
+  for (let i = 0; i < programs.length; i++) {
+    const kind = programs[i].kind;
+    if (includes(CLAIM_KINDS, kind) && !claims[kind]) {
+      claims[kind] = {program: programs[i]};
+      claimKinds[claimKinds.length] = kind;
+    }
+  }
+
+  function list(items, text) {
+    const node = el('ul', {class: 'lines'});
+    for (let i = 0; i < items.length; i++) node.append(el('li', {}, text ? text(items[i]) : items[i]));
+    return node;
+  }
+
+  function today() {
+    const now = new Date();
+    const two = (n) => (n < 10 ? '0' : '') + n;
+    return now.getFullYear() + '-' + two(now.getMonth() + 1) + '-' + two(now.getDate());
+  }
+
+  // The terms in plain words: the window, the events, the conditions, the proof asked for.
+  function termsOf(program) {
+    const events = program.events || [];
+    const conditions = program.conditions || [];
+    const evidence = program.evidence_required || [];
+    const span = program.window_days ? t('days', {n: program.window_days})
+      : program.window_months ? t('months', {n: program.window_months}) : '';
+    const eventLabel = (event) => localized(event.labels) || event.code;
+    return el('div', {class: 'terms'},
+      span ? el('p', {}, t('terms_' + program.kind, {w: span})) : null,
+      program.kind === 'buyback' && events.length ? list(events, eventLabel) : null,
+      conditions.length ? el('p', {}, t('conditions')) : null,
+      conditions.length ? list(conditions) : null,
+      evidence.length ? el('p', {}, t('evidenceAsked')) : null,
+      evidence.length ? list(evidence) : null,
+      el('p', {class: 'hint'}, t('claimHint')));
+  }
+
+  function claimView(kind) {
+    const claim = claims[kind];
+    const program = claim.program;
+    const form = newForm('ccms-claim-' + kind, t('claimSend'), sendClaim);
+    form.kind = kind;
+    claim.form = form;
+    form.node.append(
+      field(form, 'order_number', t('orderNumber'),
+            input('text', {maxlength: '64', required: true, autocomplete: 'off'})),
+      field(form, 'contact', t('checkoutContact'),
+            input('text', {maxlength: '320', required: true, autocomplete: 'email'})));
+    if (kind === 'buyback') {
+      const events = program.events || [];
+      const select = el('select', {required: true}, el('option', {value: ''}, t('chooseEvent')));
+      for (let i = 0; i < events.length; i++) {
+        select.append(el('option', {value: events[i].code},
+                         localized(events[i].labels) || events[i].code));
+      }
+      form.node.append(
+        field(form, 'event', t('event'), select),
+        field(form, 'event_date', t('eventDate'), input('date', {required: true, max: today()})),
+        field(form, 'evidence', t('evidence'), el('textarea', {rows: '3', maxlength: '5000'}),
+              t('evidenceHint')));
+    }
+    if ((program.conditions || []).length) {
+      form.node.append(field(form, 'conditions_accepted', t('accept'), input('checkbox', {})));
+    }
+    form.node.append(
+      field(form, 'message', t('message'), el('textarea', {rows: '4', maxlength: '5000', required: true}),
+            t('claimMessageHint')),
+      honeypot(form), form.submit);
+    return view('claim-' + kind, program.name || t('kind_claim'), termsOf(program), form.node,
+                form.status);
+  }
+
+  function startClaim(options) {
+    const claim = claims[options.program] || claims[claimKinds[0]];
+    if (!claim) return show('home');
+    const form = claim.form;
+    clearErrors(form);
+    form.node.hidden = false;
+    if (options.order) form.fields.order_number.control.value = String(options.order);
+    if (options.text) form.fields.message.control.value = String(options.text);
+    if (form.fields.event_date) form.fields.event_date.control.max = today();
+    show('claim-' + form.kind);
+  }
+
+  function checkClaim(form) {
+    const problems = {};
+    const names = ['order_number', 'contact', 'event', 'event_date', 'message'];
+    for (let i = 0; i < names.length; i++) {
+      if (form.fields[names[i]] && !value(form, names[i])) problems[names[i]] = t('errRequired');
+    }
+    if (problems.event) problems.event = t('err_event');
+    const date = value(form, 'event_date');
+    if (problems.event_date || date > today()) problems.event_date = t('err_event_date');
+    if (problems.message) problems.message = t('errMessage');
+    return problems;
+  }
+
+  async function sendClaim(form) {
+    clearErrors(form);
+    if (showErrors(form, checkClaim(form))) return;
+    const values = {program: form.kind, locale: lang, token: await ripeToken(),
+                    website: form.honeypot.value};
+    for (const name in form.fields) values[name] = value(form, name);
+    const result = await post('claims', jsonBody(values, CLAIM_FIELDS));
+    if (result.status === 201) return showClaimReceipt(form, result.data);
+    // The same words as "where is my order?": an unknown order and a wrong contact look alike.
+    if (result.status === 404) return say(form, t('orderNotFound'), true);
+    if (result.status !== 422) return say(form, failure(result), true);
+    await serverErrors(form, result);
+  }
+
+  // Inside the terms: the shop confirms the next steps. Outside: a person still looks at it,
+  // with the reasons in plain words (those the shopper can act on or understand).
+  function showClaimReceipt(form, data) {
+    const why = el('ul', {class: 'lines'});
+    const reasons = data.reasons || [];
+    const seen = {};
+    for (let i = 0; i < reasons.length; i++) {
+      const text = words['why_' + String(reasons[i]).split(':')[0]];
+      if (text && !seen[text]) why.append(el('li', {}, text));
+      seen[text] = true;
+    }
+    receiptOf(form, t('claimThanks'), data,
+              el('p', {}, t(data.eligible ? 'claimIn' : 'claimOut')),
+              !data.eligible && why.firstChild ? why : null);
+  }
+
   // ---- the dialog ----
 
   function focusables() {
@@ -635,6 +807,8 @@ export function mount(ctx) {
       el('div', {class: 'in'},
         el('div', {class: 'hd'}, title, closeButton),
         el('div', {class: 'bd'}, homeView(), messageView(), orderView(), requestsView())));
+    const body = dialog.querySelector('.bd');
+    for (let i = 0; i < claimKinds.length; i++) body.append(claimView(claimKinds[i]));
     dialog.addEventListener('keydown', trapTab);
     // A click on the backdrop lands on the dialog itself (its content fills the box).
     dialog.addEventListener('click', (event) => { if (event.target === dialog) close(); });
@@ -662,6 +836,7 @@ export function mount(ctx) {
     if (!dialog.open) dialog.showModal();
     launcher.setAttribute('aria-expanded', 'true');
     if (includes(KINDS, options.kind)) return startMessage(options);
+    if (options.kind === 'claim') return startClaim(options);
     if (options.kind === 'order') {
       if (options.order) forms.order.fields.order_number.control.value = String(options.order);
       return show('order');
