@@ -191,6 +191,44 @@ def make_shop(runtime, platform: str, address: dict) -> int:
                                       credentials=credentials, settings=settings).shop.id
 
 
+class AutoAnalyze:
+    """What autovacuum's autoanalyze would do on PostgreSQL: ANALYZE a table once more than
+    50 + 10% of its rows changed since the last time (the server's defaults), after a page, its
+    time taken out of the measurement. Only on a server with autovacuum off (test servers often
+    are): without statistics the planner treats the tables the backfill fills as empty, and the
+    upserts grow slower page after page (a 20,000-order run measured 7x slower)."""
+
+    TABLES = ("customers", "orders", "order_lines")
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.analyzed = {t: 0 for t in self.TABLES}
+        self.seconds = 0.0
+
+    def reset(self) -> None:
+        self.analyzed = {t: 0 for t in self.TABLES}
+        self.seconds = 0.0
+
+    def __call__(self, status=None) -> None:
+        started = time.perf_counter()
+        with self.engine.connect() as conn:
+            rows = {t: conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in self.TABLES}
+            due = [t for t in self.TABLES
+                   if rows[t] - self.analyzed[t] > 50 + 0.1 * self.analyzed[t]]
+            if due:
+                conn.execute(text("ANALYZE " + ", ".join(due)))
+                conn.commit()
+                self.analyzed.update({t: rows[t] for t in due})
+        self.seconds += time.perf_counter() - started
+
+
+def autovacuum_off(engine) -> bool:
+    if engine.dialect.name != "postgresql":
+        return False
+    with engine.connect() as conn:
+        return conn.scalar(text("SHOW autovacuum")) == "off"
+
+
 # ------------------------------------------------------------------------------------------------
 # The runs
 # ------------------------------------------------------------------------------------------------
@@ -269,7 +307,8 @@ def fetch_only(runtime, platform: str, shop_id: int, sleep: CountingSleep
             return pages, time.perf_counter() - started
 
 
-def run_platform(console: Console, runtime, platform: str, db: str, address: dict) -> Result:
+def run_platform(console: Console, runtime, platform: str, db: str, address: dict,
+                 analyze: AutoAnalyze | None) -> Result:
     empty_tables(runtime)
     shop_id = make_shop(runtime, platform, address)
     fetch_sleep = CountingSleep()
@@ -281,9 +320,11 @@ def run_platform(console: Console, runtime, platform: str, db: str, address: dic
     empty_tables(runtime)
     shop_id = make_shop(runtime, platform, address)
     runtime.platforms[platform] = Replay(platform, pages)
+    if analyze:
+        analyze.reset()
     started = time.perf_counter()
-    stored = sync.backfill_orders(runtime, shop_id)
-    store = time.perf_counter() - started
+    stored = sync.backfill_orders(runtime, shop_id, progress=analyze)
+    store = time.perf_counter() - started - (analyze.seconds if analyze else 0.0)
     assert stored.completed and stored.changed == len({r.platform_order_id for p in pages
                                                        for r in p.records})
     console.print(f"  {platform}/{db}: store only   {store:.1f}s "
@@ -293,9 +334,11 @@ def run_platform(console: Console, runtime, platform: str, db: str, address: dic
     shop_id = make_shop(runtime, platform, address)
     both_sleep = CountingSleep()
     runtime.platforms[platform] = adapter_for(platform, both_sleep)
+    if analyze:
+        analyze.reset()
     started = time.perf_counter()
-    result = sync.backfill_orders(runtime, shop_id, sleep=both_sleep)
-    both = time.perf_counter() - started
+    result = sync.backfill_orders(runtime, shop_id, progress=analyze, sleep=both_sleep)
+    both = time.perf_counter() - started - (analyze.seconds if analyze else 0.0)
     assert result.completed and result.changed == stored.changed
     console.print(f"  {platform}/{db}: fetch + store {both:.1f}s "
                   f"({both_sleep.total:.1f}s waiting for rate limits)")
@@ -336,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hooks", action=argparse.BooleanOptionalAction, default=True,
                         help="keep the after-sale programs' order_synced hook (default: on, as "
                              "in production)")
+    parser.add_argument("--analyze", action=argparse.BooleanOptionalAction, default=True,
+                        help="on a PostgreSQL server with autovacuum off, ANALYZE after pages as "
+                             "autoanalyze would (default: on)")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 130)
     platforms = PLATFORMS if args.platform == "all" else (args.platform,)
@@ -373,10 +419,16 @@ def main(argv: list[str] | None = None) -> int:
                 "CCMS_VAR_DIR": str(workdir / "var")}))
             if not args.hooks:
                 runtime.pm.unregister(name="ccms-programs")
+            analyze = AutoAnalyze(runtime.db.engine) \
+                if args.analyze and autovacuum_off(runtime.db.engine) else None
+            if analyze:
+                console.print("  autovacuum is off on this server: ANALYZE runs after pages as "
+                              "autoanalyze would, outside the measured time (--no-analyze "
+                              "to measure without)")
             try:
                 for platform in platforms:
                     results.append(run_platform(console, runtime, platform, db,
-                                                addresses[platform]))
+                                                addresses[platform], analyze))
             finally:
                 runtime.close()
     finally:

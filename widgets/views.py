@@ -18,7 +18,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from datetime import datetime, time, timezone
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -32,7 +31,7 @@ from ccms_addon.errors import error_response
 from ccms_addon.jobs.notify import enqueue_merchant_notification
 from ccms_addon.money import format_amount
 from ccms_addon.platforms import ReturnLine
-from ccms_addon.programs.claims import ClaimRequest, submit_claim
+from ccms_addon.programs.claims import ClaimRequest, event_moment, submit_claim
 from ccms_addon.store.models import (Customer, Order, OrderLine, ProgramKind, VocChannel,
                                      VocEvent, VocItem, VocKind, VocStatus)
 from ccms_addon.store.voc import NewVocItem, record_voc_item
@@ -435,8 +434,7 @@ def submit_claim_view(widget_key: str):
     item, claim = submit_claim(runtime, shop.id, ClaimRequest(
         kind=ProgramKind(args["program"]), order_id=matched.id, message=args["message"],
         channel=VocChannel.WIDGET, event=args["event"],
-        event_date=(datetime.combine(event_date, time(12), tzinfo=timezone.utc)
-                    if event_date else None),
+        event_date=event_moment(event_date) if event_date else None,
         lines=tuple(ReturnLine(line["platform_line_id"], line["quantity"])
                     for line in args["lines"]),
         evidence={"text": args["evidence"]} if args["evidence"] else {},

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 
 from ccms_addon.jobs.notify import notify_merchant_soon
+from ccms_addon.programs.claims import ack_promise_hours
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import (Enrollment, FollowUp, Order, ProgramVersion, Shop, VocChannel,
                                      VocItem, VocKind, utcnow)
@@ -68,7 +69,7 @@ def record_answer(runtime: Runtime, shop_id: int, follow_up_id: int, score: int,
         locale=enrollment.locale, contact_name=order.customer_name, contact_email=order.email,
         contact_phone=order.phone, order_id=order.id, customer_id=order.customer_id,
         category="satisfaction",
-        ack_promise_hours=int((shop.settings or {}).get("ack_promise_hours") or 24),
+        ack_promise_hours=ack_promise_hours(shop),
         event_data={"follow_up_id": follow_up_id, "step": follow_up.step, "score": score}))
     with runtime.db.session() as session:
         session.execute(update(FollowUp).where(FollowUp.id == follow_up_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import or_, select, update
@@ -85,6 +85,21 @@ class Assessment:
     def as_json(self) -> dict:
         return {"eligible": self.eligible, "reasons": list(self.reasons),
                 "percent": str(self.percent) if self.percent is not None else None}
+
+
+def event_moment(day: date) -> datetime:
+    """A shopper gives the event's date, not its time: noon UTC of that day, or now if that is
+    later than now (today's date entered in the morning is not "in the future")."""
+    return min(datetime.combine(day, time(12), tzinfo=timezone.utc), utcnow())
+
+
+def ack_promise_hours(shop: Shop) -> int:
+    """The acknowledgement the shop promises (its widget setting), whatever the channel."""
+    from ccms_addon.widgets.settings import widget_settings
+    try:
+        return int(widget_settings(shop.settings)["ack_promise_hours"])
+    except Exception:  # noqa: BLE001 — invalid stored settings: the default promise
+        return int(widget_settings({})["ack_promise_hours"])
 
 
 def _band_percent(terms: dict, anchor: datetime, event_date: datetime) -> Decimal | None:
@@ -172,7 +187,7 @@ def submit_claim(runtime: Runtime, shop_id: int, request: ClaimRequest) -> tuple
                                                              OrderLine.order_id == order.id)))
         assessment = assess(request.kind, terms, enrollment, order, lines, request, now)
         shop = session.get(Shop, shop_id)
-        ack_hours = int((shop.settings or {}).get("ack_promise_hours") or 24)
+        ack_hours = ack_promise_hours(shop)
         order_number, currency = order.number, order.currency
     claim_holder: list[Claim] = []
 

@@ -15,7 +15,7 @@ or style) and render the shopper's words escaped.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import datetime
 
 from flask import Blueprint, abort, current_app, render_template, request
 from sqlalchemy import select
@@ -24,7 +24,7 @@ from ccms_addon.links import LinkExpiredError, LinkInvalidError, read_token
 from ccms_addon.platforms import ReturnLine
 from ccms_addon.programs import templates
 from ccms_addon.programs.checkins import NotACheckInError, record_answer
-from ccms_addon.programs.claims import ClaimRequest, submit_claim
+from ccms_addon.programs.claims import ClaimRequest, event_moment, submit_claim
 from ccms_addon.programs.followups import LINK_PURPOSE, PAGE_PATH
 from ccms_addon.programs.schemas import KNOWN_EVENTS
 from ccms_addon.store.models import (Enrollment, FollowUp, Order, OrderLine, Program, ProgramKind,
@@ -158,7 +158,7 @@ def _parse_date(value: str | None) -> datetime | None:
         day = datetime.strptime((value or "").strip(), "%Y-%m-%d")
     except ValueError:
         return None
-    return datetime.combine(day.date(), time(12, 0), tzinfo=timezone.utc)
+    return event_moment(day.date())
 
 
 def _claim(found: dict):

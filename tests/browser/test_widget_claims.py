@@ -287,6 +287,7 @@ def test_wrong_contact_reads_as_the_order_lookup_miss(live_server, claim_shop, r
     view.get_by_label("Order number", exact=True).fill(ORDER)
     view.get_by_label("Email or phone used at checkout").fill("someone@else.example")
     view.get_by_label("I confirm the item meets the conditions above.").check()
+    view.get_by_label("Your message").fill("Too small.")
     view.get_by_role("button", name="Send my claim").click()
     miss = page.get_by_role("status").filter(
         has_text="We could not find an order with these details.")
@@ -353,10 +354,15 @@ def test_page_api_opens_a_claim_prefilled(live_server, claim_shop, page):
     view = page.get_by_role("region", name=FREE_RETURN)
     assert view.get_by_label("Order number", exact=True).input_value() == "1002"
     assert page.get_by_role("region", name=BUYBACK).is_hidden()
-    # a program the shop does not run: the home view, not an empty form
-    page.evaluate("() => window.ccms.open({kind: 'claim', program: 'lifetime_warranty'})")
-    view = page.get_by_role("region", name=FREE_RETURN)
+    # no program named: the shop's first guarantee
+    page.evaluate("() => window.ccms.close()")
+    page.evaluate("() => window.ccms.open({kind: 'claim'})")
+    assert view.get_by_role("heading", name=FREE_RETURN).is_visible()
     assert view.get_by_label("Order number", exact=True).input_value() == "1002"
+    # a program the shop does not run: the home view, not a form for another guarantee
+    page.evaluate("() => window.ccms.open({kind: 'claim', program: 'lifetime_warranty'})")
+    page.get_by_role("heading", name="Talk to a person").wait_for()
+    assert view.is_hidden()
 
 
 def test_page_api_claim_without_programs_shows_home(live_server, shop_key, page):
@@ -381,11 +387,12 @@ def test_axe_reports_no_violations_on_the_claim_forms(live_server, claim_shop, p
         results = axe.run(page)
         assert results.violations_count == 0, f"{name}:\n{results.generate_report()}"
         # with the field errors shown
-        dialog.get_by_role("region", name=name).get_by_role("button", name="Send my claim").click()
-        dialog.get_by_text("Please fill this in.").first.wait_for()
+        view = dialog.get_by_role("region", name=name)
+        view.get_by_role("button", name="Send my claim").click()
+        view.get_by_text("Please fill this in.").first.wait_for()
         results = axe.run(page)
         assert results.violations_count == 0, f"{name}, errors:\n{results.generate_report()}"
-        dialog.get_by_role("region", name=name).get_by_role("button", name="Back").click()
+        view.get_by_role("button", name="Back").click()
 
 
 def test_focus_stays_in_the_claim_form(live_server, claim_shop, page):

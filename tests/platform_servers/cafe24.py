@@ -44,6 +44,7 @@ reads and switches the mall's webhook reception (``reception_status`` T/F).
 from __future__ import annotations
 
 import base64
+import bisect
 import math
 import secrets
 import threading
@@ -111,6 +112,7 @@ class Cafe24ServerState:
     clock: Callable[[], float] = time.monotonic
     _drained_at: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _index: dict[tuple[str, int], list[tuple[date, str, str]]] = field(default_factory=dict)
 
     def _drain(self) -> None:
         now = self.clock()
@@ -138,6 +140,22 @@ class Cafe24ServerState:
             self.bucket_level += 1
             return True, min(self.bucket_max, math.ceil(self.bucket_level)), 0.0
 
+    def set_date(self, order_id: str, date_type: str, value: str) -> None:
+        """Give an order a date of ``date_type`` (a payment, a delivery…) after the fact."""
+        self.order_dates.setdefault(order_id, {})[date_type] = value
+        self._index.clear()
+
+    def dated(self, date_type: str) -> list[tuple[date, str, str]]:
+        """``(KST day, the date, order id)`` of every order with a ``date_type`` date, sorted."""
+        key = (date_type, len(self.order_dates))
+        if key not in self._index:
+            self._index.clear()
+            self._index[key] = sorted(
+                (datetime.fromisoformat(dates[date_type]).astimezone(KST).date(),
+                 dates[date_type], order_id)
+                for order_id, dates in self.order_dates.items() if dates.get(date_type))
+        return self._index[key]
+
     def add_order(self, order: dict[str, Any], **dates: str) -> None:
         """Serve ``order``; ``dates`` are its dates by ``date_type`` (``pay_date="2024-03-02T…"``)
         besides those its fields carry (``order_date``, ``payment_date``, ``cancel_date``)."""
@@ -145,6 +163,7 @@ class Cafe24ServerState:
         known = {"order_date": order.get("order_date"), "pay_date": order.get("payment_date"),
                  "cancel_date": order.get("cancel_date")}
         self.order_dates[order["order_id"]] = {k: v for k, v in {**known, **dates}.items() if v}
+        self._index.clear()
 
 
 def make_order(order_id: str, *, items: list[dict[str, Any]] | None = None,
@@ -463,15 +482,10 @@ def _search(state: Cafe24ServerState, args: Any) -> tuple[list[str], str | None]
         return [], "end_date : 검색 종료일이 시작일보다 빠릅니다."
     if end >= _add_months(start, 3):
         return [], "검색기간은 한 호출에 3개월 이상 검색 불가합니다."
-    found = []
-    for order_id, dates in state.order_dates.items():
-        value = dates.get(date_type)
-        if not value:
-            continue
-        day = datetime.fromisoformat(value).astimezone(KST).date()
-        if start <= day <= end:
-            found.append((value, order_id))
-    return [order_id for _, order_id in sorted(found)], None
+    dated = state.dated(date_type)
+    low = bisect.bisect_left(dated, (start,))
+    high = bisect.bisect_left(dated, (end + timedelta(days=1),))
+    return [order_id for _, _, order_id in dated[low:high]], None
 
 
 def _oauth_error(status: int, error: str, description: str) -> Any:

@@ -115,3 +115,12 @@ def test_a_rejection_is_told_to_the_shopper_once_and_cannot_be_redecided(runtime
     assert stored.status is ClaimStatus.REJECTED and stored.decided_by == "owner"
     assert events == ["received", "claim_rejected"] and status is VocStatus.RESPONDED
     assert sorted(messages) == [f"claim:{made.id}:decision", f"claim:{made.id}:received"]
+
+
+def test_todays_date_is_never_in_the_future(runtime, shop, program, sync_order):
+    from ccms_addon.programs.claims import event_moment
+    program(ProgramKind.BUYBACK, BUYBACK_TERMS)
+    [order_id] = sync_order(order_record())
+    _, made = claim(runtime, shop.id, order_id, ProgramKind.BUYBACK, event="involuntary_job_loss",
+                    event_date=event_moment(utcnow().date()), evidence={"note": "letter"})
+    assert made.status is ClaimStatus.PENDING, made.eligibility

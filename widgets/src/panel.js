@@ -712,8 +712,9 @@ export function mount(ctx) {
                 form.status);
   }
 
+  // The guarantee named (none named: the shop's first); one the shop does not run: the home view.
   function startClaim(options) {
-    const claim = claims[options.program] || claims[claimKinds[0]];
+    const claim = claims[options.program || claimKinds[0]];
     if (!claim) return show('home');
     const form = claim.form;
     clearErrors(form);
