@@ -64,7 +64,13 @@ def test_demo_serves_processes_and_stops_everything(tmp_path):
                 time.sleep(0.3)
         else:
             pytest.fail("demo did not become ready")
+        # redis-server, the worker and its dispatcher child (which the worker starts once it
+        # has warmed up)
+        deadline = time.monotonic() + 30
         started = _descendants(demo.pid)
+        while len(started) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            started = _descendants(demo.pid)
         for platform in ("shopify", "cafe24", "woocommerce"):
             page = requests.get(f"{base}/demo/{platform}", timeout=5)
             assert page.status_code == 200

@@ -1,7 +1,9 @@
 """A small HTTP client for the Cafe24 Admin API.
 
 Cafe24 meters every mall with a leaky bucket (``X-Api-Call-Limit: used/max``, 40 calls, draining about
-2 calls a second) and answers 429 when it overflows. A job may wait a little for the bucket, never long:
+2 calls a second) and answers 429 when it overflows; past its usage limits it adds
+``X-Cafe24-Call-Remain`` / ``X-Cafe24-Time-Remain`` (seconds until calls resume), which are waited
+out too. A job may wait a little for the bucket, never long:
 in-call waits are capped at :data:`RETRY_AFTER_CAP` and anything longer becomes
 :class:`PlatformUnavailableError`, which the worker retries with its own backoff. The retries, timeouts
 and error mapping are the shared :class:`~ccms_addon.platform_http.AdminApiClient`'s; this module adds

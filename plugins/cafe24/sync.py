@@ -24,8 +24,8 @@ developers.cafe24.com/docs/ko/api/admin/#retrieve-a-list-of-orders) and ``GET
   (Cafe24 API docs, "API Limit"). :class:`~.client.Cafe24Client` pauses before the bucket
   overflows; this module carries that pause from one page to the next (per mall, in this
   process), so the first call of a page does not hit a bucket the previous page filled.
-* Orders have no modification time: a listed order is dated with the listing time
-  (:func:`~.adapter.order_record`), so a newer listing always refreshes the stored order.
+* Orders have no modification time: a listed order is dated by its latest event date
+  (:func:`last_event`), so listing an order nothing happened to since is a no-op in the store.
 """
 
 from __future__ import annotations
@@ -213,7 +213,39 @@ class OrderLister:
         except ValidationError as exc:
             raise PlatformUnavailableError(
                 f"Cafe24 orders answer is malformed: {exc.messages}") from None
-        return [order_record(order, self.now) for order in orders]
+        raw = {str(o.get("order_id")): o for o in answer.get("orders") or [] if isinstance(o, dict)}
+        return [order_record(order, last_event(raw.get(order["order_id"]), self.now))
+                for order in orders]
+
+
+#: date fields that are not events (a wish for later)
+NOT_EVENTS = frozenset({"wished_delivery_date"})
+
+
+def last_event(order: Mapping[str, Any] | None, now: datetime) -> datetime:
+    """The latest event date of a listed order and its items (``order_date``, ``payment_date``,
+    ``cancel_date``, the items' ``shipped_date``, ``delivered_date``…), never after ``now``.
+
+    Cafe24 orders carry no modification time. Dating a listed order by its last event, rather
+    than by the listing time, keeps a listing that finds nothing new a no-op in the store (no
+    change, no ``order_synced``), as a replay must be; an order a later event touched is newer.
+    """
+    latest = None
+    for source in [order or {}, *((order or {}).get("items") or [])]:
+        if not isinstance(source, Mapping):
+            continue
+        for key, value in source.items():
+            if not key.endswith("_date") or key in NOT_EVENTS or not isinstance(value, str):
+                continue
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            moment = moment.replace(tzinfo=KST) if moment.tzinfo is None else moment
+            latest = moment if latest is None or moment > latest else latest
+    if latest is None:
+        return now
+    return min(latest.astimezone(timezone.utc), now)
 
 
 def list_orders(shop: ShopContext, client: Cafe24Client, *, shop_no: str,

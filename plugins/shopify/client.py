@@ -8,7 +8,11 @@ Shopify rate-limits the REST Admin API per app and shop with a leaky bucket (40 
 (``"2.0"``). The shared :class:`~ccms_addon.platform_http.AdminApiClient` retries a 429 a few times in
 the call, waiting at most ``RETRY_AFTER_CAP`` seconds, and turns every failure into the adapter errors
 the worker understands. The GraphQL Admin API answers a throttled query with 200 and an error whose
-``extensions.code`` is ``THROTTLED``: that becomes ``PlatformUnavailableError`` too.
+``extensions.code`` is ``THROTTLED``: that becomes :class:`ShopifyThrottledError` (a
+``PlatformUnavailableError``) carrying how long the cost bucket needs, read from the answer's
+``extensions.cost.throttleStatus``, which :attr:`ShopifyAdminClient.last_cost` keeps for the order
+listing's pacing (:mod:`.sync`); a query asking for more than 1,000 points (``MAX_COST_EXCEEDED``)
+is :class:`QueryCostExceededError`.
 """
 
 from __future__ import annotations

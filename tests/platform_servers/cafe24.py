@@ -28,8 +28,16 @@ and, for a claim's settlement (Order > Orders return, "Create an order return"; 
   ``recover_inventory: "T"`` the restock (``restocked``).
 
 with a bearer-token check (401 ``{"error": {...}}``), the ``X-Api-Call-Limit: used/max`` header of a
-40-call bucket draining 2 calls a second, and scripted failures (429 with ``Retry-After``, 503) for
-the first N calls. Fixtures are built from the documented field lists, not copied from samples.
+40-call bucket draining 2 calls a second (enforced with ``enforce_bucket``: 429 with
+``X-Cafe24-Call-Usage`` over 100 and ``X-Cafe24-Call-Remain`` seconds), and scripted failures (429
+with ``Retry-After``, 503) for the first N calls. Fixtures are built from the documented field lists,
+not copied from samples.
+
+And the order search the backfill uses ("Retrieve a list of orders", "Retrieve a count of
+orders"): ``GET /api/v2/admin/orders`` and ``/orders/count`` by ``start_date``/``end_date`` (days,
+KST, used together, less than 3 months apart) of a documented ``date_type`` (each order's dates by
+type: :meth:`Cafe24ServerState.add_order`, :meth:`~Cafe24ServerState.set_date`), ``limit`` 1–1000
+and ``offset`` up to 15,000, refused with 422 otherwise.
 
 And the app's install (Admin API "Authentication"): ``GET /api/v2/oauth/authorize`` plays the mall
 operator who approves (``302 {redirect_uri}?code&state``); ``POST /api/v2/oauth/token`` with HTTP

@@ -1,4 +1,7 @@
-"""A loopback imitation of Shopify's Admin API: ``orders.json`` and ``customers.json`` by ``ids``;
+"""A loopback imitation of Shopify's Admin API: the GraphQL order listing with its cost-based
+throttling and bulk operations (:mod:`.shopify_orders`: ``orders`` sorted by ``UPDATED_AT``,
+``bulkOperationRunQuery`` and the JSONL export at ``/bulk-export/<id>.jsonl``, served by byte
+ranges without credentials); ``orders.json`` and ``customers.json`` by ``ids``;
 the ScriptTag resource (``script_tags.json``, ``script_tags/{id}.json``), ``themes.json`` and a theme's
 ``assets.json?asset[key]=…`` for the widget injection; and, on ``graphql.json``, the GraphQL
 operations the adapter sends (``currentAppInstallation`` with its app-data metafields, and

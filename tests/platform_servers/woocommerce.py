@@ -2,8 +2,10 @@
 
 It speaks what the REST API docs document and the adapter relies on: ``GET /wp-json/wc/v3/orders``
 and ``/customers`` with ``include``, ``page``, ``per_page`` (at most 100, default 10) and ``role``
-(customers; default ``customer``); HTTP Basic auth with the consumer key and secret; ``X-WP-Total`` and
-``X-WP-TotalPages`` headers; errors as ``{"code", "message", "data": {"status"}}``. Trashed orders are
+(customers; default ``customer``); for orders ``modified_after`` / ``after`` (exclusive),
+``dates_are_gmt``, ``orderby`` (``modified`` and ``date`` with WooCommerce's ``ID`` tie-break) and
+``order``; HTTP Basic auth with the consumer key and secret; ``X-WP-Total``, ``X-WP-TotalPages`` and
+``Link`` (rel next/prev) headers; errors as ``{"code", "message", "data": {"status"}}``. Trashed orders are
 not listed (the default ``status=any`` leaves them out). Tests fill ``orders``/``customers`` with
 :func:`make_order`/:func:`make_customer`, may make the next N requests fail (429, 503), cap the page
 size below ``per_page`` to force pagination, or delay answers to provoke read timeouts.

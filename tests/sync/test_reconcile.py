@@ -57,6 +57,7 @@ def test_reconciliation_refreshes_an_order_changed_since(runtime, cafe24, clock)
     stored = cafe24.server.orders[order_id]
     for item in stored["items"]:
         item["order_status"] = "N40"
+        item["delivered_date"] = now
     cafe24.server.set_date(order_id, "shipend_date", now)
 
     result = sync.reconcile(runtime, cafe24.shop_id, sleep=clock.sleep)
