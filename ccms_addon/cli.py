@@ -390,5 +390,13 @@ def demo(host: str, port: int) -> None:
     run_demo(host, port, console)
 
 
+def _register_sync_commands() -> None:
+    from ccms_addon.sync import sync_group
+    main.add_command(sync_group)
+
+
+_register_sync_commands()
+
+
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@ from ccms_addon.jobs.notify import sweep_unnotified
 from ccms_addon.programs.claims import sweep_due_settlements
 from ccms_addon.programs.enrollment import sweep_unenrolled
 from ccms_addon.programs.scheduler import schedule_due
+from ccms_addon.sync import RECONCILE_SWEEP_INTERVAL, reconcile_due
 from ccms_addon.jobs.pipeline import FINAL_STATES
 from ccms_addon.queue import DELIVERIES_QUEUE, jobs_in_flight, queue
 from ccms_addon.runtime import Runtime
@@ -126,7 +127,8 @@ class Dispatcher:
         return (("notifications", NOTIFY_SWEEP_INTERVAL, lambda: sweep_unnotified(runtime)),
                 ("outbox", NOTIFY_SWEEP_INTERVAL, lambda: outbox.sweep_due(runtime)),
                 ("settlements", NOTIFY_SWEEP_INTERVAL, lambda: sweep_due_settlements(runtime)),
-                ("enrollments", ENROLLMENT_SWEEP_INTERVAL, lambda: sweep_unenrolled(runtime.db)))
+                ("enrollments", ENROLLMENT_SWEEP_INTERVAL, lambda: sweep_unenrolled(runtime.db)),
+                ("reconciliation", RECONCILE_SWEEP_INTERVAL, lambda: reconcile_due(runtime)))
 
     def run(self) -> None:
         log.info("dispatcher started")
