@@ -358,6 +358,29 @@ def refreshed_credentials(shop: ShopContext, current: Mapping[str, Any],
     return new
 
 
+def fresh_context(shop: ShopContext,
+                  refresh: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> ShopContext:
+    """``shop`` with its access token refreshed (through ``refresh``, the platform's grant) when
+    less than the margin is left of it; unchanged when it does not expire or cannot be stored."""
+    if (shop.credentials_store is None or not shop.credentials.get("refresh_token")
+            or not credentials_expiring(shop.credentials)):
+        return shop
+    from dataclasses import replace
+    return replace(shop, credentials=dict(refreshed_credentials(shop, shop.credentials, refresh)))
+
+
+def reauthorizer(shop: ShopContext, refresh: Callable[[Mapping[str, Any]], Mapping[str, Any]]
+                 ) -> Callable[[], str | None]:
+    """What an admin-API client calls on a 401: refresh (or take the token another worker
+    refreshed meanwhile); the new access token, or None when there is none to retry with."""
+    def reauthorize() -> str | None:
+        new = refreshed_credentials(shop, shop.credentials, refresh)
+        token = new.get("access_token")
+        return token if isinstance(token, str) and token != shop.credentials.get("access_token") \
+            else None
+    return reauthorize
+
+
 def load_json(body: bytes) -> Any:
     """Parse a platform body: numbers with a fraction become Decimal (never float), big ints stay exact.
 

@@ -23,8 +23,8 @@ import requests
 from ccms_addon.platform_http import AdminApiClient
 from ccms_addon.platform_http import retry_after_seconds as _retry_after_seconds
 from ccms_addon.platforms import (PlatformAuthError, PlatformError, PlatformUnavailableError,
-                                  ShopContext, credentials_expiring, expires_at,
-                                  refreshed_credentials)
+                                  ShopContext, expires_at, fresh_context)
+from ccms_addon.platforms import reauthorizer as core_reauthorizer
 
 #: (connect, read) timeouts in seconds: a stalled Cafe24 must not hold a worker
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 20.0)
@@ -277,25 +277,15 @@ def refresh_access_token(mall_id: str, credentials: Mapping[str, Any],
     return token_credentials(answer)
 
 
+def _refresh(shop: ShopContext) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
+    return lambda current: refresh_access_token(shop.domain, current, shop.settings)
+
+
 def fresh_shop(shop: ShopContext) -> ShopContext:
     """``shop`` with its access token refreshed when less than the margin is left of it."""
-    if (shop.credentials_store is None or not shop.credentials.get("refresh_token")
-            or not credentials_expiring(shop.credentials)):
-        return shop
-    from dataclasses import replace
-    new = refreshed_credentials(shop, shop.credentials,
-                                lambda current: refresh_access_token(shop.domain, current,
-                                                                     shop.settings))
-    return replace(shop, credentials=dict(new))
+    return fresh_context(shop, _refresh(shop))
 
 
 def reauthorizer(shop: ShopContext) -> Callable[[], str | None]:
     """What a client calls on a 401: refresh (or take a token another worker refreshed)."""
-    def reauthorize() -> str | None:
-        new = refreshed_credentials(shop, shop.credentials,
-                                    lambda current: refresh_access_token(shop.domain, current,
-                                                                         shop.settings))
-        token = new.get("access_token")
-        return token if isinstance(token, str) and token != shop.credentials.get("access_token") \
-            else None
-    return reauthorize
+    return core_reauthorizer(shop, _refresh(shop))

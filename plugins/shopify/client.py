@@ -26,8 +26,8 @@ import requests
 from ccms_addon.platform_http import AdminApiClient
 from ccms_addon.platform_http import retry_after_seconds as _retry_after_seconds
 from ccms_addon.platforms import (PlatformAuthError, PlatformError, PlatformUnavailableError,
-                                  ShopContext, credentials_expiring, expires_at,
-                                  refreshed_credentials)
+                                  ShopContext, expires_at, fresh_context)
+from ccms_addon.platforms import reauthorizer as core_reauthorizer
 
 #: the Admin API version requested when the shop's settings name none
 DEFAULT_API_VERSION = "2026-07"
@@ -382,29 +382,6 @@ def refresh_access_token(shop_domain: str, credentials: Mapping[str, Any],
     return token_credentials(answer)
 
 
-def fresh_shop(shop: ShopContext) -> ShopContext:
-    """``shop`` with its expiring token refreshed when less than the margin is left of it."""
-    if (shop.credentials_store is None or not shop.credentials.get("refresh_token")
-            or not credentials_expiring(shop.credentials)):
-        return shop
-    from dataclasses import replace
-    new = refreshed_credentials(shop, shop.credentials,
-                                lambda current: refresh_access_token(shop.domain, current,
-                                                                     shop.settings))
-    return replace(shop, credentials=dict(new))
-
-
-def _reauthorizer(shop: ShopContext) -> Callable[[], str | None]:
-    def reauthorize() -> str | None:
-        new = refreshed_credentials(shop, shop.credentials,
-                                    lambda current: refresh_access_token(shop.domain, current,
-                                                                         shop.settings))
-        token = new.get("access_token")
-        return token if isinstance(token, str) and token != shop.credentials.get("access_token") \
-            else None
-    return reauthorize
-
-
 def _items(body: Any, key: str, path: str) -> Iterator[dict[str, Any]]:
     items = body.get(key) if isinstance(body, dict) else None
     if not isinstance(items, list):
@@ -430,3 +407,16 @@ def parse_call_limit(value: str | None) -> tuple[int, int] | None:
     if not sep or not used.strip().isdigit() or not size.strip().isdigit():
         return None
     return int(used), int(size)
+
+
+def _refresh(shop: ShopContext) -> Callable[[Mapping[str, Any]], Mapping[str, Any]]:
+    return lambda current: refresh_access_token(shop.domain, current, shop.settings)
+
+
+def fresh_shop(shop: ShopContext) -> ShopContext:
+    """``shop`` with its expiring token refreshed when less than the margin is left of it."""
+    return fresh_context(shop, _refresh(shop))
+
+
+def _reauthorizer(shop: ShopContext) -> Callable[[], str | None]:
+    return core_reauthorizer(shop, _refresh(shop))
