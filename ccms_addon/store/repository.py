@@ -35,7 +35,7 @@ from sqlalchemy.schema import CreateTable
 
 from ccms_addon.crypto import SecretBox, token_digest
 from ccms_addon.platforms import CustomerRecord, OrderLineRecord, OrderRecord, RefundRecord
-from ccms_addon.store.models import (Customer, Merchant, Money, Order, OrderLine, Refund, Shop,
+from ccms_addon.store.models import (Customer, Merchant, Order, OrderLine, Refund, Shop,
                                      ShopStatus, UtcDateTime, utcnow)
 
 #: rows per multi-row VALUES statement and ids per ``IN (…)`` list (SQLite binds at most 32,766
