@@ -57,6 +57,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     from ccms_addon import health
     app.register_blueprint(health.bp)
+    from ccms_addon import observability
+    observability.init_app(app)  # /metrics; logging when nothing configured it (gunicorn)
 
     from ccms_addon.programs import pages as follow_up_pages
     app.register_blueprint(follow_up_pages.bp)

@@ -29,8 +29,9 @@ def _runtime(**kwargs):
 @click.option("-v", "--verbose", is_flag=True, help="Log debug output.")
 def main(verbose: bool) -> None:
     """ccms-addon: customer care for Shopify, Cafe24 and WooCommerce stores."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ccms_addon.observability import configure_logging
+    # text, or JSON lines with CCMS_LOG_FORMAT=json; e-mail addresses and phones are redacted
+    configure_logging(level=logging.DEBUG if verbose else logging.INFO)
 
 
 # ------------------------------------------------------------------------------------------------ db

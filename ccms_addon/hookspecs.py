@@ -67,3 +67,38 @@ def register_notifiers():
 
     :return: a list of notifier objects (possibly empty)
     """
+
+
+@hookspec(firstresult=True)
+def classify_voc(shop_id, kind, channel, subject, body, order_id):
+    """Give a new VOC item its category and severity (a smarter classifier than keyword rules).
+
+    Called inside the transaction that records the item, before the shop's keyword rules, only
+    when the channel did not already set both. The first plugin that answers wins; answer ``None``
+    to let the next one (and then the rules) decide. Must be quick: it runs in the request that
+    records the item (a model server call needs a short timeout and must fail to ``None``).
+
+    :param shop_id: the shop's id in the store
+    :param kind: a :class:`ccms_addon.store.models.VocKind` value
+    :param channel: the intake channel's name
+    :param subject: the subject, or ``None``
+    :param body: the customer's own words
+    :param order_id: the order's id in the store, or ``None``
+    :return: ``{"category": str | None, "severity": "low"|"normal"|"high"|"critical"|None}``
+             or ``None``
+    """
+
+
+@hookspec
+def register_channels():
+    """Return a list of VOC intake channels this plugin provides (social mentions, a chat app…).
+
+    A channel is an object with ``name`` (unique, ≤ 40 characters, stored on each item),
+    ``labels`` (a dict locale → name shown in the dashboard) and ``reply_notifier``: the notifier
+    channel (see ``register_notifiers``) a reply to an item of this channel goes out on, or
+    ``None`` when replies are given outside the add-on (a phone call) and only recorded. The
+    plugin brings items in by calling :func:`ccms_addon.voc.intake.record_voc_item` with
+    ``channel=<name>``; :class:`ccms_addon.voc.channels.Channel` is a ready-made dataclass.
+
+    :return: a list of channel objects (possibly empty)
+    """

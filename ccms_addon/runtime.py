@@ -40,6 +40,12 @@ class Runtime:
         from ccms_addon.queue import connect_redis
         return connect_redis(self.settings)
 
+    @cached_property
+    def channels(self) -> dict:
+        """Every VOC intake channel by name (built-in and plugins'), see ``register_channels``."""
+        from ccms_addon.voc.channels import channel_registry
+        return channel_registry(self.pm)
+
     def shop_context(self, shop, adapter: PlatformAdapter) -> ShopContext:
         """What ``adapter`` may know of ``shop`` for an admin-API call: the app-level
         ``CCMS_<PLATFORM>_*`` settings overlaid with the shop's own scalar settings, and its
@@ -67,6 +73,8 @@ def build_runtime(settings: Settings | None = None, *, plugins=(), redis_connect
                       _redis=redis_connection)
     from ccms_addon.programs.hooks import ProgramHooks
     pm.register(ProgramHooks(runtime), name="ccms-programs")
+    from ccms_addon.voc.channels import BuiltInChannels
+    pm.register(BuiltInChannels(), name="ccms-channels")
     return runtime
 
 

@@ -8,7 +8,7 @@ import pytest
 from ccms_addon import hookimpl, hookspecs
 from ccms_addon.platforms import CustomerRecord
 from ccms_addon.store.models import VocChannel, VocEvent, VocItem, VocKind
-from ccms_addon.store.voc import NewVocItem, record_voc_item
+from ccms_addon.voc.intake import NewVocItem, record_voc_item
 
 HOOKS = sorted(name for name, fn in vars(hookspecs).items()
                if inspect.isfunction(fn) and hasattr(fn, "ccms_addon_spec"))

@@ -17,6 +17,9 @@ import logging
 from flask import Blueprint, Response, current_app, request
 
 from ccms_addon.errors import error_response
+from ccms_addon.observability.metrics import (ACCEPTED, DUPLICATE, INVALID_PAYLOAD,
+                                              INVALID_SIGNATURE, REJECTED, UNAVAILABLE,
+                                              UNKNOWN_SHOP, count_delivery)
 from ccms_addon.platforms import PayloadInvalidError, WebhookRequest
 from ccms_addon.webhooks.inbox import Inbox, StoreUnavailable
 
@@ -52,6 +55,7 @@ def receive(platform: str):
     try:
         domain = adapter.shop_domain(incoming)
     except PayloadInvalidError as exc:
+        count_delivery(platform, REJECTED, INVALID_PAYLOAD)
         return error_response(400, "invalid_payload", str(exc))
 
     inbox: Inbox = extensions[INBOX_EXTENSION]
@@ -59,23 +63,30 @@ def receive(platform: str):
         shop = inbox.shop(platform, domain)
     except StoreUnavailable:
         log.exception("store unreachable while looking up a shop")
+        count_delivery(platform, UNAVAILABLE)
         return _unavailable()
     if shop is None:
+        count_delivery(platform, REJECTED, UNKNOWN_SHOP)
         return error_response(404, "unknown_shop", "This shop has not installed the add-on.")
     settings = runtime.settings.platform_settings(platform)
     secrets = adapter.webhook_secrets(settings, shop.webhook_secret)
     if not (secrets and adapter.sender_allowed(incoming, settings)
             and adapter.verify(incoming, secrets)):
+        count_delivery(platform, REJECTED, INVALID_SIGNATURE)
         return error_response(401, "invalid_signature", "The delivery's signature is missing or wrong.")
     try:
         delivery = adapter.delivery(incoming)
     except PayloadInvalidError as exc:
+        count_delivery(platform, REJECTED, INVALID_PAYLOAD)
         return error_response(400, "invalid_payload", str(exc))
     try:
         created = inbox.store(platform, shop.shop_id, delivery, incoming.body)
     except StoreUnavailable:
         log.exception("could not store a %s delivery", platform)
+        count_delivery(platform, UNAVAILABLE)
         return _unavailable()
+    # one increment per answer (ccms_addon.observability.metrics: a duplicate leaves no row)
+    count_delivery(platform, ACCEPTED if created else DUPLICATE)
     return _ok(_ACCEPTED if created else _DUPLICATE)
 
 

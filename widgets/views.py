@@ -34,7 +34,7 @@ from ccms_addon.platforms import ReturnLine
 from ccms_addon.programs.claims import ClaimRequest, event_moment, submit_claim
 from ccms_addon.store.models import (Customer, Order, OrderLine, ProgramKind, VocChannel,
                                      VocEvent, VocItem, VocKind, VocStatus)
-from ccms_addon.store.voc import NewVocItem, record_voc_item
+from ccms_addon.voc.intake import NewVocItem, record_voc_item
 from ccms_addon.widgets.cors import (SECURITY_HEADERS, WIDGET_HEADER, add_cors_headers, preflight,
                                      same_origin)
 from ccms_addon.widgets.errors import WidgetRequestError

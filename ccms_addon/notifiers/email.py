@@ -315,7 +315,14 @@ def build_email(smtp: SmtpSettings, message: OutgoingMessage) -> EmailMessage:
     mail["Subject"] = _one_line(message.subject)
     mail["Date"] = formatdate(usegmt=True)
     mail["Message-ID"] = message_id(message.key, smtp.sender)
-    mail["Auto-Submitted"] = "auto-generated"
+    data = message.data or {}
+    if data.get("in_reply_to"):  # a reply to the customer's own email: keep their thread
+        mail["In-Reply-To"] = _one_line(data["in_reply_to"])
+        mail["References"] = _one_line(data["in_reply_to"])
+    if data.get("reply_to"):  # the shop's inbound address: an answer comes back as VOC
+        mail["Reply-To"] = envelope_address(data["reply_to"])
+    if not data.get("written_by_person"):
+        mail["Auto-Submitted"] = "auto-generated"
     mail.set_content(message.body, subtype="plain", charset="utf-8")
     if message.locale and _LANGUAGE_TAG.match(message.locale):  # after: set_content clears it
         mail["Content-Language"] = message.locale

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy import update
 
 from ccms_addon.jobs.notify import notify_merchant_soon
-from ccms_addon.programs.claims import ack_promise_hours
+from ccms_addon.voc.settings import ack_promise_hours
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import (Enrollment, FollowUp, Order, ProgramVersion, Shop, VocChannel,
                                      VocItem, VocKind, utcnow)
-from ccms_addon.store.voc import NewVocItem, record_voc_item
+from ccms_addon.voc.intake import NewVocItem, record_voc_item
 
 @dataclass(frozen=True)
 class CheckInResult:

@@ -33,7 +33,9 @@ from ccms_addon.runtime import Runtime, current
 from ccms_addon.store.models import (Claim, ClaimStatus, Enrollment, EnrollmentStatus, Order,
                                      OrderLine, Program, ProgramKind, ProgramVersion, Shop,
                                      ShopStatus, VocChannel, VocItem, VocKind, VocStatus, utcnow)
-from ccms_addon.store.voc import NewVocItem, add_event, record_voc_item
+from ccms_addon.voc.intake import NewVocItem, record_voc_item
+from ccms_addon.voc.settings import ack_promise_hours
+from ccms_addon.voc.lifecycle import add_event, advance
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +93,6 @@ def event_moment(day: date) -> datetime:
     """A shopper gives the event's date, not its time: noon UTC of that day, or now if that is
     later than now (today's date entered in the morning is not "in the future")."""
     return min(datetime.combine(day, time(12), tzinfo=timezone.utc), utcnow())
-
-
-def ack_promise_hours(shop: Shop) -> int:
-    """The acknowledgement the shop promises (its widget setting), whatever the channel."""
-    from ccms_addon.widgets.settings import widget_settings
-    try:
-        return int(widget_settings(shop.settings)["ack_promise_hours"])
-    except Exception:  # noqa: BLE001 — invalid stored settings: the default promise
-        return int(widget_settings({})["ack_promise_hours"])
 
 
 def _band_percent(terms: dict, anchor: datetime, event_date: datetime) -> Decimal | None:
@@ -283,9 +276,9 @@ def decide(runtime: Runtime, shop_id: int, claim_id: int, *, approve: bool, acto
             raise DecisionError(f"The claim is already {claim.status.value}.")
         session.refresh(claim)
         item = session.get(VocItem, claim.voc_item_id)
-        add_event(session, item, "claim_approved" if approve else "claim_rejected", actor,
-                  to_status=VocStatus.IN_PROGRESS if approve else VocStatus.RESPONDED, note=note,
-                  data={"amount": str(claim.amount) if claim.amount is not None else None})
+        advance(session, item, "claim_approved" if approve else "claim_rejected", actor,
+                to=VocStatus.IN_PROGRESS if approve else VocStatus.RESPONDED, note=note,
+                data={"amount": str(claim.amount) if claim.amount is not None else None})
         key = None
         if not approve and item.contact_email:
             order = session.get(Order, claim.order_id) if claim.order_id else None
@@ -381,8 +374,8 @@ class Settlement:
                 return "raced"
             session.refresh(claim)
             item = session.get(VocItem, claim.voc_item_id)
-            add_event(session, item, "claim_settled", "system", to_status=VocStatus.RESPONDED,
-                      data={"action": result.action, "platform_id": result.platform_id})
+            advance(session, item, "claim_settled", "system", to=VocStatus.RESPONDED,
+                    data={"action": result.action, "platform_id": result.platform_id})
             key = None
             if item.contact_email:
                 order = session.get(Order, claim.order_id)

@@ -29,7 +29,7 @@ from ccms_addon.programs.followups import LINK_PURPOSE, PAGE_PATH
 from ccms_addon.programs.schemas import KNOWN_EVENTS
 from ccms_addon.store.models import (Enrollment, FollowUp, Order, OrderLine, Program, ProgramKind,
                                      ProgramVersion, Shop, VocChannel, VocKind)
-from ccms_addon.store.voc import NewVocItem, record_voc_item
+from ccms_addon.voc.intake import NewVocItem, record_voc_item
 
 bp = Blueprint("follow_up_pages", __name__, url_prefix=PAGE_PATH,
                template_folder="page_templates", static_folder="page_static",

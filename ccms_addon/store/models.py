@@ -90,6 +90,9 @@ class VocKind(str, enum.Enum):
 
 
 class VocChannel(str, enum.Enum):
+    """The built-in intake channels. The column is a plain string: a plugin's ``register_channels``
+    adds its own (``instagram``, ``naver_talk``…)."""
+
     WIDGET = "widget"
     FOLLOW_UP = "follow_up"
     PLATFORM = "platform"
@@ -97,6 +100,22 @@ class VocChannel(str, enum.Enum):
     PHONE = "phone"
     STAFF = "staff"
     SOCIAL = "social"
+
+
+class VocSeverity(str, enum.Enum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class StaffRole(str, enum.Enum):
+    """``owner``: everything, settings and staff included; ``manager``: every item and the reports;
+    ``agent``: the items of the inbox (assigning, replying, closing)."""
+
+    OWNER = "owner"
+    MANAGER = "manager"
+    AGENT = "agent"
 
 
 class VocStatus(str, enum.Enum):
@@ -168,11 +187,33 @@ class Shop(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     locale: Mapped[str] = mapped_column(String(16), default="en")
     settings: Mapped[dict] = mapped_column(JSON, default=dict)
+    #: the local part's token of the shop's inbound VOC address (``voc-<key>@<inbound domain>``)
+    inbound_key: Mapped[str | None] = mapped_column(String(40), unique=True)
     installed_at: Mapped[datetime] = mapped_column(default=utcnow)
     uninstalled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     merchant: Mapped[Merchant] = relationship(back_populates="shops")
+
+
+class Staff(Base):
+    """A person of the merchant's who works the VOC inbox, across all the merchant's shops."""
+
+    __tablename__ = "staff"
+    __table_args__ = (UniqueConstraint("merchant_id", "email"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"),
+                                             index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[StaffRole] = mapped_column(_enum(StaffRole), default=StaffRole.AGENT)
+    locale: Mapped[str] = mapped_column(String(16), default="en")
+    #: werkzeug's salted scrypt/pbkdf2 hash; None for someone who only signs in from the platform
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
 
 
 class Customer(Base):
@@ -300,13 +341,18 @@ class VocItem(Base):
 
     __tablename__ = "voc_items"
     __table_args__ = (UniqueConstraint("shop_id", "reference"),
-                      Index("ix_voc_items_shop_status", "shop_id", "status", "created_at"))
+                      Index("ix_voc_items_shop_status", "shop_id", "status", "created_at"),
+                      Index("ix_voc_items_shop_created", "shop_id", "created_at"),
+                      Index("ix_voc_items_shop_order", "shop_id", "order_id"),
+                      Index("ix_voc_items_shop_product", "shop_id", "product_ref", "category",
+                            "created_at"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     reference: Mapped[str] = mapped_column(String(32))
     kind: Mapped[VocKind] = mapped_column(_enum(VocKind))
-    channel: Mapped[VocChannel] = mapped_column(_enum(VocChannel))
+    #: a :class:`VocChannel` value or a channel a plugin registered
+    channel: Mapped[str] = mapped_column(String(40))
     status: Mapped[VocStatus] = mapped_column(_enum(VocStatus), default=VocStatus.RECEIVED)
     subject: Mapped[str | None] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
@@ -318,10 +364,24 @@ class VocItem(Base):
     contact_phone: Mapped[str | None] = mapped_column(String(64))
     category: Mapped[str | None] = mapped_column(String(100))
     severity: Mapped[str | None] = mapped_column(String(20))
-    assignee: Mapped[str | None] = mapped_column(String(200))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"),
+                                                    index=True)
+    #: the platform's product id of the order line the item is about (recurrence is per product)
+    product_ref: Mapped[str | None] = mapped_column(String(120))
+    #: the earlier item about the same order and problem, when this one repeats it
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("voc_items.id", ondelete="SET NULL"))
+    #: raised when the same category on the same product came back within the shop's window
+    recurrence: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: 0 none, 1 the assignee was warned that the SLA is about to break, 2 the owner was told too
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    reopened_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: the Message-ID of the customer's email, so a reply lands in their thread
+    thread_ref: Mapped[str | None] = mapped_column(String(300))
     root_cause: Mapped[str | None] = mapped_column(Text)
     prevention_action: Mapped[str | None] = mapped_column(Text)
     satisfaction: Mapped[int | None] = mapped_column(Integer)
+    satisfaction_comment: Mapped[str | None] = mapped_column(Text)
+    satisfaction_requested_at: Mapped[datetime | None]
     acknowledge_due_at: Mapped[datetime | None]
     respond_due_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]
@@ -331,16 +391,37 @@ class VocItem(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     events: Mapped[list["VocEvent"]] = relationship(order_by="VocEvent.id", back_populates="item")
+    issues: Mapped[list["VocIssue"]] = relationship(order_by="VocIssue.id", back_populates="item")
+
+
+class VocIssue(Base):
+    """Every problem the customer raised in one item, handled or not (an item about a late parcel
+    may also say the courier was rude): the record ISO 10002 asks for, and the unit of recurrence."""
+
+    __tablename__ = "voc_issues"
+    __table_args__ = (Index("ix_voc_issues_shop_category", "shop_id", "category", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    voc_item_id: Mapped[int] = mapped_column(ForeignKey("voc_items.id", ondelete="CASCADE"),
+                                             index=True)
+    category: Mapped[str] = mapped_column(String(100))
+    summary: Mapped[str | None] = mapped_column(Text)
+    handled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    item: Mapped[VocItem] = relationship(back_populates="issues")
 
 
 class VocEvent(Base):
     """The timeline and audit trail of a VOC item: every change is one row."""
 
     __tablename__ = "voc_events"
-    __table_args__ = (Index("ix_voc_events_item", "voc_item_id", "created_at"),)
+    __table_args__ = (Index("ix_voc_events_item", "voc_item_id", "created_at"),
+                      Index("ix_voc_events_shop_created", "shop_id", "created_at"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     voc_item_id: Mapped[int] = mapped_column(ForeignKey("voc_items.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(40))
     from_status: Mapped[str | None] = mapped_column(String(32))

@@ -133,7 +133,7 @@ def test_a_complaint_gets_its_reference_and_lands_in_the_store(demo, page, platf
     assert re.fullmatch(r"VOC-\d{4}-\d{6}", number)
     with rt.db.session() as session:
         item = session.scalar(select(VocItem).where(VocItem.reference == number))
-        assert item.channel.value == "widget" and item.locale == LOCALE[platform]
+        assert item.channel == "widget" and item.locale == LOCALE[platform]
         assert item.body == "<img src=x onerror=alert(1)> 배송이 늦어요"
     # and the shopper's view of it, through the widget API's "my requests"
     answer = page.request.post(f"{base}/widget/v1/{_key(rt, platform)}/requests/lookup",

@@ -220,7 +220,7 @@ def test_free_return_claimed_by_keyboard(live_server, claim_shop, runtime, page,
     claim, item = _claim_of(runtime, reference)
     assert claim.status is ClaimStatus.PENDING, claim.eligibility
     assert claim.program_kind is ProgramKind.FREE_RETURN and claim.eligibility["eligible"] is True
-    assert item.kind.value == "claim" and item.channel.value == "widget"
+    assert item.kind.value == "claim" and item.channel == "widget"
     assert item.body == "The bag is too small. <b>not bold</b>"
     assert item.locale == "en"
 

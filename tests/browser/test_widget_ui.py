@@ -389,7 +389,7 @@ def test_complaint_gets_a_reference_number_stored_in_the_api(live_server, shop_k
     with runtime.db.session() as session:
         item = session.scalar(select(VocItem).where(VocItem.reference == number))
         assert item is not None
-        assert item.kind.value == "complaint" and item.channel.value == "widget"
+        assert item.kind.value == "complaint" and item.channel == "widget"
         assert item.body == "The parcel arrived torn. <b>not bold</b>"
         assert item.category == "delivery" and item.contact_email == "buyer@example.com"
     # "My requests" finds it with the same contact

@@ -22,7 +22,7 @@ from ccms_addon.outbox import MAX_ATTEMPTS, delivery_job_id, sweep_due
 from ccms_addon.queue import queue
 from ccms_addon.store.models import (Merchant, OutboundMessage, OutboundStatus, VocChannel,
                                      VocItem, VocKind, utcnow)
-from ccms_addon.store.voc import NewVocItem, record_voc_item
+from ccms_addon.voc.intake import NewVocItem, record_voc_item
 from tests.loopback import free_port
 
 MERCHANT_EMAIL = "owner@acme.test"

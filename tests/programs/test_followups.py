@@ -168,7 +168,7 @@ def test_quiet_hours_postpone_to_the_morning(runtime, program, sync_order, smtp_
 
 def test_marketing_needs_consent_and_waits_for_an_open_complaint(runtime, program, sync_order,
                                                                   smtp_server):
-    from ccms_addon.store.voc import NewVocItem, record_voc_item
+    from ccms_addon.voc.intake import NewVocItem, record_voc_item
     program(ProgramKind.FOLLOW_UP, CHECK_IN_TERMS)
     [consented, _] = sync_order(order_record("1001"),
                                 order_record("1002", accepts_marketing=None))

@@ -42,7 +42,7 @@ def test_a_free_return_is_claimed_from_the_reminders_link(runtime, client, progr
         item = session.get(VocItem, claim.voc_item_id)
     assert claim.status is ClaimStatus.PENDING and claim.lines == [
         {"platform_line_id": "L1", "quantity": 1}]
-    assert item.channel is VocChannel.FOLLOW_UP and item.body == XSS
+    assert item.channel == VocChannel.FOLLOW_UP and item.body == XSS
 
 
 def test_a_buyback_claim_asks_for_the_event_and_its_date(runtime, client, program, sync_order):
@@ -70,7 +70,7 @@ def test_another_messages_link_writes_to_the_shop(runtime, client, program, sync
     assert client.post(path, data={"message": "언제 재입고되나요?"}).status_code == 200
     with runtime.db.session() as session:
         item = session.scalar(select(VocItem))
-    assert item.body == "언제 재입고되나요?" and item.channel is VocChannel.FOLLOW_UP
+    assert item.body == "언제 재입고되나요?" and item.channel == VocChannel.FOLLOW_UP
 
 
 def test_forged_tampered_and_expired_links_are_refused(runtime, client, program, sync_order,

@@ -53,7 +53,7 @@ def test_a_free_return_claimed_from_the_widget(runtime, widget, shop, orders):
     with runtime.db.session() as session:
         made = session.scalar(select(Claim))
         item = session.get(VocItem, made.voc_item_id)
-    assert made.status is ClaimStatus.INELIGIBLE and item.channel is VocChannel.WIDGET
+    assert made.status is ClaimStatus.INELIGIBLE and item.channel == VocChannel.WIDGET
 
 
 def test_a_buyback_claim_needs_its_event(runtime, widget, shop, orders):

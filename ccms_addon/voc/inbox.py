@@ -1,0 +1,163 @@
+"""The inbox: VOC items of a set of shops, filtered, searched and paged — one query for the
+dashboard, the merchant API and the CSV export.
+
+Pages are keyset pages (``created_at, id`` descending, or due time ascending), never OFFSET: page
+50 of a shop with a million items costs what page 1 does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from ccms_addon.store.models import Order, Shop, VocItem, VocStatus, utcnow
+from ccms_addon.voc.lifecycle import OPEN
+
+SORTS = ("newest", "oldest", "due")
+MAX_LIMIT = 200
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    statuses: Sequence[str] = ()
+    kinds: Sequence[str] = ()
+    channels: Sequence[str] = ()
+    categories: Sequence[str] = ()
+    severities: Sequence[str] = ()
+    #: a staff id, or ``"none"`` for unassigned items
+    assignee: int | str | None = None
+    #: only items whose response is overdue (still open past ``respond_due_at``)
+    breached: bool = False
+    recurrence: bool = False
+    #: a reference number, an email or phone, an order number, or words of the text
+    q: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    shop_id: int | None = None
+    sort: str = "newest"
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    item: VocItem
+    shop_domain: str
+    shop_platform: str
+    order_number: str | None
+
+
+def encode_cursor(item: VocItem, sort: str) -> str:
+    stamp = item.respond_due_at if sort == "due" else item.created_at
+    text = f"{stamp.isoformat() if stamp else ''}|{item.id}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime | None, int]:
+    try:
+        stamp, _, item_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return (datetime.fromisoformat(stamp) if stamp else None), int(item_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadCursor("Invalid cursor.") from None
+
+
+def _filtered(shop_ids: Collection[int], f: InboxFilter, now: datetime) -> Select:
+    ids = [f.shop_id] if f.shop_id is not None and f.shop_id in shop_ids else list(shop_ids)
+    query = select(VocItem).where(VocItem.shop_id.in_(ids) if len(ids) != 1
+                                  else VocItem.shop_id == ids[0])
+    if f.statuses:
+        query = query.where(VocItem.status.in_([VocStatus(s) for s in f.statuses]))
+    if f.kinds:
+        query = query.where(VocItem.kind.in_(list(f.kinds)))
+    if f.channels:
+        query = query.where(VocItem.channel.in_(list(f.channels)))
+    if f.categories:
+        query = query.where(VocItem.category.in_(list(f.categories)))
+    if f.severities:
+        query = query.where(VocItem.severity.in_(list(f.severities)))
+    if f.assignee == "none":
+        query = query.where(VocItem.assignee_id.is_(None))
+    elif f.assignee is not None:
+        query = query.where(VocItem.assignee_id == int(f.assignee))
+    if f.breached:
+        query = query.where(VocItem.status.in_(OPEN), VocItem.respond_due_at < now)
+    if f.recurrence:
+        query = query.where(VocItem.recurrence.is_(True))
+    if f.created_from:
+        query = query.where(VocItem.created_at >= f.created_from)
+    if f.created_to:
+        query = query.where(VocItem.created_at < f.created_to)
+    if f.q and f.q.strip():
+        term = f.q.strip()
+        like = f"%{_escape_like(term)}%"
+        orders = select(Order.id).where(Order.shop_id.in_(ids), Order.number == term.lstrip("#"))
+        query = query.where(or_(
+            VocItem.reference == term.upper(),
+            func.lower(VocItem.contact_email) == term.lower(),
+            VocItem.contact_phone == term,
+            VocItem.order_id.in_(orders),
+            VocItem.subject.ilike(like, escape="\\"),
+            VocItem.body.ilike(like, escape="\\"),
+            VocItem.contact_name.ilike(like, escape="\\")))
+    return query
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_items(session: Session, shop_ids: Collection[int], f: InboxFilter, *,
+               limit: int = 50, cursor: str | None = None,
+               now: datetime | None = None) -> tuple[list[InboxRow], str | None]:
+    """A page of the inbox and the cursor of the next page (None on the last)."""
+    if not shop_ids:
+        return [], None
+    now = now or utcnow()
+    limit = max(1, min(limit, MAX_LIMIT))
+    query = _filtered(shop_ids, f, now)
+    after = decode_cursor(cursor) if cursor else None
+    if f.sort == "due":
+        query = query.where(VocItem.respond_due_at.is_not(None))
+        if after:
+            query = query.where(or_(VocItem.respond_due_at > after[0], and_(
+                VocItem.respond_due_at == after[0], VocItem.id > after[1])))
+        query = query.order_by(VocItem.respond_due_at, VocItem.id)
+    elif f.sort == "oldest":
+        if after:
+            query = query.where(or_(VocItem.created_at > after[0], and_(
+                VocItem.created_at == after[0], VocItem.id > after[1])))
+        query = query.order_by(VocItem.created_at, VocItem.id)
+    else:
+        if after:
+            query = query.where(or_(VocItem.created_at < after[0], and_(
+                VocItem.created_at == after[0], VocItem.id < after[1])))
+        query = query.order_by(VocItem.created_at.desc(), VocItem.id.desc())
+    items = session.scalars(query.limit(limit + 1)).all()
+    page, more = items[:limit], len(items) > limit
+    shops = {row.id: row for row in session.execute(
+        select(Shop.id, Shop.domain, Shop.platform).where(
+            Shop.id.in_({i.shop_id for i in page})))} if page else {}
+    order_ids = {i.order_id for i in page if i.order_id}
+    numbers = dict(session.execute(select(Order.id, Order.number).where(
+        Order.id.in_(order_ids))).all()) if order_ids else {}
+    rows = [InboxRow(item=i, shop_domain=shops[i.shop_id].domain,
+                     shop_platform=shops[i.shop_id].platform,
+                     order_number=numbers.get(i.order_id)) for i in page]
+    return rows, (encode_cursor(page[-1], f.sort) if more else None)
+
+
+def count_items(session: Session, shop_ids: Collection[int], f: InboxFilter,
+                now: datetime | None = None) -> int:
+    if not shop_ids:
+        return 0
+    query = _filtered(shop_ids, f, now or utcnow()).with_only_columns(func.count(VocItem.id))
+    return session.scalar(query.order_by(None))
