@@ -92,7 +92,8 @@ def classify(runtime: Runtime, shop: Shop, settings: dict, new: NewVocItem
             if any(word.casefold() in text for word in rule["keywords"]):
                 category = category or rule["category"]
                 severity = severity or rule["severity"]
-                break
+                if category is not None and severity is not None:
+                    break
     return category, severity or settings["default_severity"]
 
 

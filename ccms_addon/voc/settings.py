@@ -36,7 +36,8 @@ class _Strict(Schema):
 
 class RuleSchema(_Strict):
     """When any keyword appears in the subject or body (case-insensitive), the item gets this
-    category and (when given) severity. Rules are tried in order; the first match wins."""
+    category and/or severity. Rules are tried in order: the category comes from the first matching
+    rule that names one, the severity from the first matching rule that names one."""
 
     keywords = fields.List(fields.String(validate=validate.Length(1, 60)), required=True,
                            validate=validate.Length(1, 40))
