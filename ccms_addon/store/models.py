@@ -111,11 +111,13 @@ class VocSeverity(str, enum.Enum):
 
 class StaffRole(str, enum.Enum):
     """``owner``: everything, settings and staff included; ``manager``: every item and the reports;
-    ``agent``: the items of the inbox (assigning, replying, closing)."""
+    ``agent``: the items of the inbox (assigning, replying, closing); ``viewer``: reads the inbox,
+    the items and the reports, changes nothing."""
 
     OWNER = "owner"
     MANAGER = "manager"
     AGENT = "agent"
+    VIEWER = "viewer"
 
 
 class VocStatus(str, enum.Enum):

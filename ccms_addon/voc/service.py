@@ -412,7 +412,8 @@ def _optional_text(value: str | None, field: str) -> str | None:
 
 
 def staff_can(staff: Staff, permission: str) -> bool:
-    """``work`` (items), ``report`` (board, reports, export), ``admin`` (settings, staff)."""
-    allowed = {StaffRole.AGENT: {"work"}, StaffRole.MANAGER: {"work", "report"},
-               StaffRole.OWNER: {"work", "report", "admin"}}
+    """``work`` (act on items), ``report`` (board, reports, export), ``admin`` (settings, staff).
+    Every active person may read the inbox and the items of the merchant's shops."""
+    allowed = {StaffRole.VIEWER: {"report"}, StaffRole.AGENT: {"work"},
+               StaffRole.MANAGER: {"work", "report"}, StaffRole.OWNER: {"work", "report", "admin"}}
     return permission in allowed[staff.role]

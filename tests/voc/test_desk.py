@@ -229,6 +229,8 @@ def test_staff_sign_in_and_roles(runtime, shop, staff):
         assert authenticate(s, "nobody@kshop.test", "correct horse battery") is None
         assert authenticate(s, "lee@kshop.test", "") is None  # no password set
     assert staff_can(staff["owner"], "admin") and not staff_can(staff["agent"], "report")
+    viewer = add_staff_row(runtime, shop, StaffRole.VIEWER)
+    assert staff_can(viewer, "report") and not staff_can(viewer, "work")
 
 
 def test_an_order_linked_item_lists_under_its_order_number(runtime, shop):
@@ -238,3 +240,10 @@ def test_an_order_linked_item_lists_under_its_order_number(runtime, shop):
     with runtime.db.session() as s:
         rows, _ = list_items(s, [shop.id], InboxFilter(q="#2002"))
     assert [(r.item.id, r.order_number) for r in rows] == [(item.id, "2002")]
+
+
+def add_staff_row(runtime, shop, role):
+    with runtime.db.session() as s:
+        person = add_staff(s, shop.merchant_id, f"{role.value}@kshop.test", role.value, role)
+        s.expunge(person)
+        return person

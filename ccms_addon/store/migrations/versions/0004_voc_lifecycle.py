@@ -21,7 +21,7 @@ def upgrade() -> None:
     sa.Column('merchant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('role', sa.Enum('owner', 'manager', 'agent', name='staffrole', native_enum=False, length=32), nullable=False),
+    sa.Column('role', sa.Enum('owner', 'manager', 'agent', 'viewer', name='staffrole', native_enum=False, length=32), nullable=False),
     sa.Column('locale', sa.String(length=16), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=True),
     sa.Column('active', sa.Boolean(), nullable=False),
