@@ -16,7 +16,8 @@ from ccms_addon.programs.enrollment import stop_shop
 from ccms_addon.store.models import (Claim, Customer, DeliveryStatus, Enrollment,
                                      EnrollmentStatus, FollowUp, FollowUpStatus, Order, OrderLine,
                                      OutboundMessage, PrivacyRequest, PrivacyRequestKind, Program,
-                                     ProgramVersion, Refund, Shop, ShopStatus, VocEvent, VocItem,
+                                     ProgramVersion, Refund, Shop, ShopStatus, VocEvent, VocIssue,
+                                     VocItem,
                                      WebhookDelivery, utcnow)
 
 #: what replaces a customer's own words in a redacted VOC item
@@ -77,8 +78,16 @@ def export_customer_data(session: Session, box: SecretBox, shop_id: int, *,
                         total=str(o.total), placed_at=o.placed_at,
                         lines=[dict(title=li.title, quantity=li.quantity) for li in o.lines])
                    for o in orders],
-        "voc_items": [dict(reference=v.reference, kind=v.kind.value, body=v.body,
-                           created_at=v.created_at) for v in voc_items],
+        "voc_items": [dict(reference=v.reference, kind=v.kind.value, channel=v.channel,
+                           status=v.status.value, subject=v.subject, body=v.body,
+                           contact_name=v.contact_name, contact_email=v.contact_email,
+                           contact_phone=v.contact_phone, satisfaction=v.satisfaction,
+                           satisfaction_comment=v.satisfaction_comment, created_at=v.created_at,
+                           closed_at=v.closed_at,
+                           # what the customer was told and wrote later (internal notes stay)
+                           messages=[dict(type=e.type, text=e.note, at=e.created_at)
+                                     for e in v.events if e.type in _CUSTOMER_FACING_EVENTS])
+                      for v in voc_items],
         "follow_ups": [dict(step=f.step, due_at=f.due_at, status=f.status.value, answer=f.answer,
                             answer_comment=f.answer_comment, answered_at=f.answered_at)
                        for f in session.scalars(select(FollowUp).where(
@@ -127,10 +136,10 @@ def redact_customers(session: Session, shop_id: int, *, platform_customer_ids: S
     voc_filter = or_(VocItem.customer_id.in_([c.id for c in customers] or [-1]),
                      VocItem.contact_email.in_(all_emails or [""]),
                      VocItem.order_id.in_([o.id for o in orders] or [-1]))
-    touched += len(session.execute(
+    item_ids = [row.id for row in session.execute(
         update(VocItem).where(VocItem.shop_id == shop_id, voc_filter)
-        .values(body=REDACTED_TEXT, contact_name=None, contact_email=None, contact_phone=None)
-        .returning(VocItem.id)).all())
+        .values(**_VOC_PERSONAL).returning(VocItem.id)).all()]
+    touched += len(item_ids) + _blank_voc_texts(session, shop_id, item_ids)
     order_ids = [o.id for o in orders] or [-1]
     touched += len(session.execute(
         update(FollowUp).where(FollowUp.shop_id == shop_id, FollowUp.order_id.in_(order_ids))
@@ -163,6 +172,49 @@ def redact_customers(session: Session, shop_id: int, *, platform_customer_ids: S
                      orders=len(orders)),
         completed_at=now))
     return touched
+
+
+#: timeline events whose text the customer wrote or received (a data request hands them over)
+_CUSTOMER_FACING_EVENTS = ("reply", "customer_message", "satisfaction")
+
+#: what a VOC item forgets of its customer (the figures — kind, category, times, score — stay)
+_VOC_PERSONAL = dict(body=REDACTED_TEXT, subject=None, contact_name=None, contact_email=None,
+                     contact_phone=None, satisfaction_comment=None, thread_ref=None)
+
+
+def _blank_voc_texts(session: Session, shop_id: int, item_ids: Sequence[int]) -> int:
+    """The timeline's words (notes, replies, the customer's later messages) and the issues'
+    summaries of these items: they quote the customer. Event types and times stay."""
+    touched = 0
+    for start in range(0, len(item_ids), 500):
+        chunk = list(item_ids[start:start + 500])
+        touched += session.execute(
+            update(VocEvent).where(VocEvent.shop_id == shop_id, VocEvent.voc_item_id.in_(chunk),
+                                   VocEvent.note.is_not(None))
+            .values(note=REDACTED_TEXT)).rowcount
+        session.execute(update(VocIssue).where(VocIssue.shop_id == shop_id,
+                                               VocIssue.voc_item_id.in_(chunk),
+                                               VocIssue.summary.is_not(None))
+                        .values(summary=None))
+    return touched
+
+
+def purge_closed_voc(session: Session, shop_id: int, closed_before: datetime,
+                     batch: int = 1000) -> int:
+    """Retention: forget the personal data of VOC items closed before ``closed_before`` (the
+    shop's ``voc.retention_months``). The item stays for the figures and the CCMS record. Returns
+    how many items were purged (in batches, so a first run over years of items stays bounded)."""
+    purged = 0
+    while True:
+        ids = session.scalars(select(VocItem.id).where(
+            VocItem.shop_id == shop_id, VocItem.closed_at < closed_before,
+            VocItem.body != REDACTED_TEXT).order_by(VocItem.id).limit(batch)).all()
+        if not ids:
+            return purged
+        session.execute(update(VocItem).where(VocItem.shop_id == shop_id, VocItem.id.in_(ids))
+                        .values(**_VOC_PERSONAL))
+        _blank_voc_texts(session, shop_id, ids)
+        purged += len(ids)
 
 
 def _blank_delivery_bodies(session: Session, shop_id: int, needles: list[bytes],
@@ -211,3 +263,20 @@ def uninstall_shop(session: Session, shop_id: int) -> None:
         shop.status = ShopStatus.UNINSTALLED
         shop.uninstalled_at = utcnow()
     shop.credentials_encrypted = None
+
+
+def purge_expired_voc(runtime, now: datetime | None = None) -> int:
+    """The daily retention sweep: every shop with ``voc.retention_months`` set forgets the
+    personal data of items closed longer ago than that. Returns how many items were purged."""
+    from ccms_addon.programs.schedule import add_months
+    from ccms_addon.voc.settings import voc_settings
+    now = now or utcnow()
+    purged = 0
+    with runtime.db.session() as session:
+        shops = session.execute(select(Shop.id, Shop.settings)).all()
+    for shop_id, settings in shops:
+        months = voc_settings(settings)["retention_months"]
+        if months:
+            with runtime.db.session() as session:
+                purged += purge_closed_voc(session, shop_id, add_months(now, -months))
+    return purged

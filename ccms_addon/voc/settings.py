@@ -76,6 +76,9 @@ class VocSettingsSchema(_Strict):
     #: ask the customer for a 1–5 rating when an item is closed
     ask_satisfaction = fields.Boolean(load_default=True)
     digest = fields.Nested(DigestSchema, load_default=lambda: DigestSchema().load({}))
+    #: months after closing when an item's personal data is purged (None: kept until redaction)
+    retention_months = fields.Integer(load_default=None, allow_none=True,
+                                      validate=validate.Range(1, 120))
 
     @validates("sla_hours")
     def _complete_enough(self, value: dict, **_: Any) -> None:
