@@ -1,7 +1,8 @@
 """Secrets at rest: platform credentials and webhook secrets are stored Fernet-encrypted.
 
 ``CCMS_ENCRYPTION_KEYS`` lists Fernet keys, newest first (MultiFernet: the first encrypts, all decrypt,
-so a key can be rotated without downtime). Without it, one key is derived from ``CCMS_SECRET_KEY``.
+so a key can be rotated without downtime; ``ccms-addon keys rotate`` re-encrypts what is stored).
+Without it, the key is derived from ``CCMS_SECRET_KEY``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ class SecretBox:
     """Encrypts and decrypts small secrets (strings or JSON objects) with the instance's keys."""
 
     def __init__(self, settings: Settings):
-        keys = list(settings.encryption_keys) or [_derive_key(settings.secret_key)]
-        self._fernet = MultiFernet([Fernet(k) for k in keys])
+        # the key derived from CCMS_SECRET_KEY always decrypts, last: an instance that starts
+        # setting CCMS_ENCRYPTION_KEYS reads what it wrote before and `keys rotate` moves it over
+        keys = [*settings.encryption_keys, _derive_key(settings.secret_key)]
+        self._fernet = MultiFernet([Fernet(k) for k in dict.fromkeys(keys)])
 
     def encrypt(self, value: str) -> str:
         return self._fernet.encrypt(value.encode()).decode()
@@ -31,6 +34,13 @@ class SecretBox:
     def decrypt(self, token: str) -> str:
         try:
             return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            raise ValueError("secret cannot be decrypted with the configured keys") from None
+
+    def rotate(self, token: str) -> str:
+        """``token`` re-encrypted with the first key (``ccms-addon keys rotate``)."""
+        try:
+            return self._fernet.rotate(token.encode()).decode()
         except InvalidToken:
             raise ValueError("secret cannot be decrypted with the configured keys") from None
 
