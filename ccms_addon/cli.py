@@ -394,6 +394,8 @@ def demo(host: str, port: int) -> None:
 def _register_sync_commands() -> None:
     from ccms_addon.sync import sync_group
     main.add_command(sync_group)
+    from ccms_addon.keys import keys_group
+    main.add_command(keys_group)
 
 
 _register_sync_commands()
