@@ -16,17 +16,20 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import (BigInteger, String, and_, bindparam, exists, literal, select, true,
+                        update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ccms_addon.platforms import FinancialStatus, FulfillmentStatus
 from ccms_addon.programs.schedule import add_months, shopper_timezone, step_due_at
-from ccms_addon.store.repository import driver_values, load_rows
+from ccms_addon.store.repository import (driver_values, load_rows, stage_columns, stage_table,
+                                         staged_connection)
 from ccms_addon.store.models import (Enrollment, EnrollmentStatus, FollowUp, FollowUpStatus, Order,
                                      OrderLine, Program, ProgramKind, ProgramStatus,
-                                     ProgramVersion, Shop, ShopStatus, utcnow)
+                                     ProgramVersion, Shop, ShopStatus, UtcDateTime, utcnow)
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +86,6 @@ def window_end(kind: ProgramKind, terms: dict, anchor: datetime) -> datetime | N
     return None
 
 
-def _insert(session: Session, model):
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model.__table__)
-
-
 def enroll_orders(session: Session, shop_id: int, order_ids: Sequence[int], *,
                   now: datetime | None = None, programs: list[ActiveProgram] | None = None) -> int:
     """Enroll the qualifying orders among ``order_ids`` in the shop's active programs; returns
@@ -113,6 +111,8 @@ def enroll_orders(session: Session, shop_id: int, order_ids: Sequence[int], *,
                 .where(OrderLine.shop_id == shop_id,
                        OrderLine.order_id.in_([o.id for o in orders]))):
             lines.setdefault(order_id, []).append((product_id, sku))
+    conn = staged_connection(session, ENROLLMENT_STAGE)
+    time = driver_values(conn.dialect.name).time
     rows, plans = [], {}
     for order in orders:
         anchor = order.delivered_at or order.fulfilled_at or now
@@ -122,23 +122,18 @@ def enroll_orders(session: Session, shop_id: int, order_ids: Sequence[int], *,
             if program.kind is not ProgramKind.FOLLOW_UP and not covers(program.terms,
                                                                         lines.get(order.id, ())):
                 continue
-            rows.append(dict(shop_id=shop_id, program_id=program.id,
-                             program_version_id=program.version_id, order_id=order.id,
-                             status=EnrollmentStatus.ACTIVE.value, anchor_at=anchor,
-                             ends_at=window_end(program.kind, program.terms, anchor),
-                             timezone=tz, locale=locale, created_at=now))
+            rows.append((program.id, program.version_id, order.id, time(anchor),
+                         time(window_end(program.kind, program.terms, anchor)), tz, locale))
             plans[(program.id, order.id)] = (program, anchor, tz)
     if not rows:
         return 0
-    table = Enrollment.__table__
-    created = session.execute(
-        _insert(session, Enrollment).on_conflict_do_nothing(
-            index_elements=["program_id", "order_id"])
-        .returning(table.c.id, table.c.program_id, table.c.order_id), rows).all()
+    # staged and merged in one statement: a long multi-row INSERT … RETURNING spends most of its
+    # time being parsed by the driver (see repository.load_rows)
+    load_rows(conn, ENROLLMENT_STAGE, ENROLLMENT_FIELDS, rows)
+    created = conn.execute(_enrollment_merge(conn.dialect.name),
+                           {"shop_id": shop_id, "now": now}).all()
     # The enrollments are new, so their follow-ups cannot exist yet: load them straight in
     # (a binary COPY on PostgreSQL, multi-row VALUES on SQLite; see repository.load_rows).
-    conn = session.connection()
-    time = driver_values(conn.dialect.name).time
     created_at = time(now)
     follow_ups = []
     for enrollment_id, program_id, order_id in created:
@@ -155,6 +150,27 @@ def enroll_orders(session: Session, shop_id: int, order_ids: Sequence[int], *,
                 time(due), 0, False, created_at))
     load_rows(conn, FollowUp.__table__, FOLLOW_UP_COLUMNS, follow_ups)
     return len(created)
+
+
+#: what :func:`enroll_orders` stages per enrollment (shop, status and time come with the merge)
+ENROLLMENT_FIELDS = ("program_id", "program_version_id", "order_id", "anchor_at", "ends_at",
+                     "timezone", "locale")
+ENROLLMENT_STAGE = stage_table("ccms_stage_enrollments",
+                               *stage_columns(Enrollment, *ENROLLMENT_FIELDS))
+
+
+@cache
+def _enrollment_merge(dialect_name: str):
+    s = ENROLLMENT_STAGE.c
+    table = Enrollment.__table__
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    source = select(bindparam("shop_id", type_=BigInteger),
+                    literal(EnrollmentStatus.ACTIVE.value, String(32)),
+                    bindparam("now", type_=UtcDateTime()),
+                    *(s[name] for name in ENROLLMENT_FIELDS)).where(true())  # SQLite: WHERE first
+    return (insert(table).from_select(["shop_id", "status", "created_at", *ENROLLMENT_FIELDS], source)
+            .on_conflict_do_nothing(index_elements=["program_id", "order_id"])
+            .returning(table.c.id, table.c.program_id, table.c.order_id))
 
 
 #: the columns :func:`enroll_orders` writes for each new follow-up

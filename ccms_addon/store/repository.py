@@ -94,7 +94,7 @@ def shop_for_token(session: Session, api_token: str) -> Shop | None:
 _STAGES = MetaData()
 
 
-def _stage(name: str, *columns: Column) -> Table:
+def stage_table(name: str, *columns: Column) -> Table:
     """A temporary table a batch is loaded into before one merge statement reads it. It belongs to
     the connection and outlives the transaction (no catalog churn per batch); PostgreSQL empties it
     at commit so no customer data lingers there, and every use empties it first."""
@@ -102,7 +102,7 @@ def _stage(name: str, *columns: Column) -> Table:
                  postgresql_on_commit="DELETE ROWS")
 
 
-def _like(source: type, *names: str) -> list[Column]:
+def stage_columns(source: type, *names: str) -> list[Column]:
     """Columns of a model's table, same names and types (enums staged as their string values)."""
     table = source.__table__
     return [Column(name, String(table.c[name].type.length) if isinstance(table.c[name].type, Enum)
@@ -120,12 +120,12 @@ REFUND_FIELDS = ("platform_refund_id", "platform_order_id", "amount", "currency"
 LINE_COLUMNS = ("shop_id", "order_id", "platform_line_id", "title", "sku", "product_id",
                 "variant_id", "quantity", "unit_price")
 
-CUSTOMER_STAGE = _stage("ccms_stage_customers", *_like(Customer, *CUSTOMER_FIELDS))
-ORDER_STAGE = _stage("ccms_stage_orders", *_like(Order, *ORDER_FIELDS),
+CUSTOMER_STAGE = stage_table("ccms_stage_customers", *stage_columns(Customer, *CUSTOMER_FIELDS))
+ORDER_STAGE = stage_table("ccms_stage_orders", *stage_columns(Order, *ORDER_FIELDS),
                      Column("platform_customer_id", String(64)))
-REFUND_STAGE = _stage("ccms_stage_refunds", *_like(Refund, *REFUND_FIELDS))
+REFUND_STAGE = stage_table("ccms_stage_refunds", *stage_columns(Refund, *REFUND_FIELDS))
 #: orders whose stored lines the batch replaces
-REPLACED_STAGE = _stage("ccms_stage_replaced_orders", Column("order_id", BigInteger))
+REPLACED_STAGE = stage_table("ccms_stage_replaced_orders", Column("order_id", BigInteger))
 
 _DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
 
@@ -138,7 +138,7 @@ def _now():
     return bindparam("now", type_=UtcDateTime())
 
 
-def _staging(session: Session, *stages: Table) -> Connection:
+def staged_connection(session: Session, *stages: Table) -> Connection:
     """The session's connection, with these stages present and empty. Pending ORM changes (a
     redaction, say) are flushed first: the set-based statements that follow must see them."""
     session.flush()
@@ -264,7 +264,7 @@ def upsert_customers(session: Session, shop_id: int, records: Iterable[CustomerR
     A record without ``updated_at`` (a customer embedded in an order) fills gaps but never replaces
     a value we already have; a redacted customer is never filled in again.
     """
-    conn = _staging(session, CUSTOMER_STAGE)
+    conn = staged_connection(session, CUSTOMER_STAGE)
     if not _merge_customers(conn, shop_id, records):
         return {}
     return dict(conn.execute(_STAGED_CUSTOMER_IDS, {"shop_id": shop_id}).all())
@@ -379,7 +379,7 @@ def upsert_orders(session: Session, shop_id: int, records: Iterable[OrderRecord]
             newest[rec.platform_order_id] = rec
     if not newest:
         return []
-    conn = _staging(session, CUSTOMER_STAGE, ORDER_STAGE, REPLACED_STAGE)
+    conn = staged_connection(session, CUSTOMER_STAGE, ORDER_STAGE, REPLACED_STAGE)
     _merge_customers(conn, shop_id, (r.customer for r in newest.values() if r.customer))
     values = driver_values(conn.dialect.name)
     load_rows(conn, ORDER_STAGE, (*ORDER_FIELDS, "platform_customer_id"),
@@ -474,7 +474,7 @@ def record_refunds(session: Session, shop_id: int, refunds: Sequence[RefundRecor
     unique = {r.platform_refund_id: r for r in refunds}
     if not unique:
         return 0
-    conn = _staging(session, REFUND_STAGE)
+    conn = staged_connection(session, REFUND_STAGE)
     values = driver_values(conn.dialect.name)
     load_rows(conn, REFUND_STAGE, REFUND_FIELDS,
           [(r.platform_refund_id, r.platform_order_id, values.money(r.amount), r.currency.upper(),
