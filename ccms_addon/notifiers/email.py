@@ -26,9 +26,11 @@ not help, fixing the settings will, and the message must not be lost as "rejecte
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import smtplib
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from ccms_addon.config import Settings
 
 __all__ = ["DEFAULT_SENDER", "DEFAULT_SENDER_NAME", "EmailNotifier", "SMTP_TIMEOUT",
-           "SmtpConfigError", "SmtpSettings", "build_email", "envelope_address", "message_id",
+           "SmtpConfigError", "SmtpConnections", "SmtpSettings", "build_email", "envelope_address", "message_id",
            "register_notifiers", "send_email"]
 
 #: seconds one SMTP read or write may stall before the attempt is abandoned
@@ -225,12 +227,6 @@ def _envelope(client: smtplib.SMTP, smtp: SmtpSettings, recipient: str) -> None:
             client.ehlo()
         if smtp.user:
             client.login(smtp.user, smtp.password or "")
-        code, reply = client.mail(smtp.sender)
-        if code != 250:
-            raise _classify(code, reply)
-        code, reply = client.rcpt(recipient)
-        if code not in (250, 251):
-            raise _classify(code, reply)
     except smtplib.SMTPNotSupportedError as exc:
         raise SmtpConfigError(f"the SMTP server cannot do what CCMS_SMTP_URL asks: {exc}") from None
     except smtplib.SMTPResponseException as exc:
@@ -241,6 +237,7 @@ def _envelope(client: smtplib.SMTP, smtp: SmtpSettings, recipient: str) -> None:
         raise DeliveryDeferredError(_describe(exc)) from None
     except OSError as exc:
         raise DeliveryDeferredError(_describe(exc)) from None
+    _mail_and_rcpt(client, smtp, recipient)
 
 
 def _data(client: smtplib.SMTP, payload: bytes, handover: Callable[[], None]) -> None:
@@ -279,18 +276,109 @@ def send_email(smtp: SmtpSettings, email_message: EmailMessage, recipient: str,
                handover: Callable[[], None] = lambda: None) -> None:
     """Hand ``email_message`` to the SMTP server for ``recipient``, telling apart "not taken" from
     "maybe taken" (see the module docstring). Returns only when the server accepted it.
-    ``handover`` runs just before the content goes out (the outbox's point of no return)."""
-    address = envelope_address(recipient)
-    payload = email_message.as_bytes(policy=SMTP_POLICY)
+    ``handover`` runs just before the content goes out (the outbox's point of no return).
+    One connection per message; :class:`SmtpConnections` keeps them open between messages."""
     client = _connect(smtp)
     try:
-        _envelope(client, smtp, address)
-        _data(client, payload, handover)
+        _transaction(client, smtp, email_message, recipient, handover, greeted=False)
     finally:
+        _quit(client)
+
+
+def _transaction(client: smtplib.SMTP, smtp: SmtpSettings, email_message: EmailMessage,
+                 recipient: str, handover: Callable[[], None], *, greeted: bool) -> None:
+    payload = email_message.as_bytes(policy=SMTP_POLICY)
+    address = envelope_address(recipient)
+    if greeted:  # EHLO, STARTTLS and AUTH were done when the connection was opened
+        _mail_and_rcpt(client, smtp, address)
+    else:
+        _envelope(client, smtp, address)
+    _data(client, payload, handover)
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()
+
+
+class _StaleConnection(Exception):
+    """A kept connection the server had closed (idle timeout): nothing was said, open anew."""
+
+
+class SmtpConnections:
+    """SMTP connections kept open between the messages of one process (a job sending a batch),
+    one per server setting, so each message after the first costs MAIL, RCPT and DATA only.
+
+    A kept connection is used only by the process that opened it (a forked child starts
+    afresh), only while younger than :data:`KEEP_IDLE` seconds of idleness, and only after a
+    message that ended cleanly: any error closes it. If the server dropped it meanwhile, that is
+    seen at ``MAIL`` — before anything could be taken — and the message goes on a new connection.
+    """
+
+    #: seconds a connection may wait for the next message (servers allow at least 5 minutes)
+    KEEP_IDLE = 30.0
+
+    def __init__(self) -> None:
+        self._kept: dict[SmtpSettings, tuple[smtplib.SMTP, int, float]] = {}
+
+    def send(self, smtp: SmtpSettings, email_message: EmailMessage, recipient: str,
+             handover: Callable[[], None] = lambda: None) -> None:
+        kept = self._take(smtp)
+        if kept is not None:
+            try:
+                self._send_on(kept, smtp, email_message, recipient, handover, greeted=True)
+                return
+            except _StaleConnection:
+                pass
+        self._send_on(_connect(smtp), smtp, email_message, recipient, handover, greeted=False)
+
+    def _send_on(self, client: smtplib.SMTP, smtp: SmtpSettings, email_message: EmailMessage,
+                 recipient: str, handover: Callable[[], None], *, greeted: bool) -> None:
         try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
+            if greeted:
+                try:
+                    client.rset()
+                except (OSError, smtplib.SMTPException):
+                    raise _StaleConnection() from None
+            _transaction(client, smtp, email_message, recipient, handover, greeted=greeted)
+        except BaseException:
             client.close()
+            raise
+        self._kept[smtp] = (client, os.getpid(), time.monotonic())
+
+    def _take(self, smtp: SmtpSettings) -> smtplib.SMTP | None:
+        kept = self._kept.pop(smtp, None)
+        if kept is None:
+            return None
+        client, pid, since = kept
+        if pid != os.getpid():  # inherited through fork: the parent's socket, never ours to use
+            return None
+        if time.monotonic() - since > self.KEEP_IDLE:
+            _quit(client)
+            return None
+        return client
+
+    def close(self) -> None:
+        for client, pid, _ in self._kept.values():
+            if pid == os.getpid():
+                _quit(client)
+        self._kept.clear()
+
+
+def _mail_and_rcpt(client: smtplib.SMTP, smtp: SmtpSettings, recipient: str) -> None:
+    try:
+        code, reply = client.mail(smtp.sender)
+        if code != 250:
+            raise _classify(code, reply)
+        code, reply = client.rcpt(recipient)
+        if code not in (250, 251):
+            raise _classify(code, reply)
+    except smtplib.SMTPResponseException as exc:
+        raise _classify(exc.smtp_code, exc.smtp_error) from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise DeliveryDeferredError(_describe(exc)) from None
 
 
 def _one_line(value: str | None) -> str:
@@ -337,11 +425,14 @@ class EmailNotifier:
     #: configuration comes from the ``CCMS_SMTP_*`` variables
     settings_name = "smtp"
 
+    def __init__(self) -> None:
+        self.connections = SmtpConnections()
+
     def send(self, message: OutgoingMessage, config: Mapping[str, str],
              handover: Callable[[], None] = lambda: None) -> None:
         """Send ``message`` once; see the module docstring for what each failure raises."""
         smtp = SmtpSettings.from_config(config)
-        send_email(smtp, build_email(smtp, message), message.recipient, handover)
+        self.connections.send(smtp, build_email(smtp, message), message.recipient, handover)
 
 
 @hookimpl

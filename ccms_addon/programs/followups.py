@@ -1,6 +1,7 @@
-"""The RQ job that sends one follow-up, exactly once.
+"""The RQ job that sends follow-ups, each exactly once.
 
-``send_follow_up(id)`` decides, then acts in one transaction:
+``send_follow_ups(ids)`` takes the follow-ups the scheduler grouped (due in the same minute) and,
+for each, decides, then acts in one transaction:
 
 - **cancel** when a stop condition holds: shop uninstalled, enrollment cancelled, order cancelled
   or refunded;
@@ -92,10 +93,23 @@ def warm_up(runtime: Runtime) -> None:
     Outbox(runtime).warm_up()
 
 
-def send_follow_up(follow_up_id: int) -> str:
-    """RQ job. Returns what happened: ``sent``, ``pending`` (the outbox retries), ``skipped``,
-    ``cancelled``, ``postponed``, ``not_due``, ``missing``…"""
-    return FollowUpSender(current()).run(follow_up_id)
+def send_follow_ups(follow_up_ids: list[int]) -> dict[int, str]:
+    """RQ job. What happened to each: ``sent``, ``pending`` (the outbox retries), ``skipped``,
+    ``cancelled``, ``postponed``, ``not_due``, ``missing``… One follow-up's failure (a store
+    error) fails the job after the others had their turn; RQ's retry then redoes only what is
+    not done (each one is idempotent)."""
+    sender = FollowUpSender(current())
+    outcomes: dict[int, str] = {}
+    failed: Exception | None = None
+    for follow_up_id in follow_up_ids:
+        try:
+            outcomes[follow_up_id] = sender.run(follow_up_id)
+        except Exception as exc:  # noqa: BLE001 — the rest of the batch still gets its turn
+            log.exception("follow-up %s could not be sent", follow_up_id)
+            failed = failed or exc
+    if failed is not None:
+        raise failed
+    return outcomes
 
 
 @dataclass

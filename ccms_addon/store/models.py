@@ -605,6 +605,8 @@ class FollowUp(Base):
     due_at: Mapped[datetime]
     #: while queued: when the scheduler checks that the RQ job still exists (a Redis loss)
     lease_until: Mapped[datetime | None]
+    #: while queued: the RQ job that carries it (several due follow-ups travel in one job)
+    job_id: Mapped[str | None] = mapped_column(String(64))
     dispatched_at: Mapped[datetime | None]
     skip_reason: Mapped[str | None] = mapped_column(String(200))
     #: times a marketing step was postponed because a complaint on the order was open

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select, update
 
 from ccms_addon.programs.followups import FollowUpSender
-from ccms_addon.programs.scheduler import HORIZON, follow_up_job_id, schedule_due
+from ccms_addon.programs.scheduler import HORIZON, schedule_due
 from ccms_addon.programs.schedule import zone
 from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue
 from ccms_addon.store.models import (Enrollment, FollowUp, FollowUpStatus, ProgramKind,
@@ -67,8 +67,8 @@ def test_the_check_in_journey_ends_in_a_complaint(runtime, app, program, sync_or
     assert schedule_due(runtime, now=arrival.due_at - HORIZON - timedelta(minutes=1)) == 0
     assert schedule_due(runtime, now=arrival.due_at - timedelta(minutes=5)) == 1
     scheduled = queue(NOTIFICATIONS_QUEUE, runtime.redis, runtime.settings).scheduled_job_registry
-    assert scheduled.get_job_ids() == [follow_up_job_id(arrival.id)]
-    assert follow_ups(runtime)["arrival"].status is FollowUpStatus.QUEUED
+    queued = follow_ups(runtime)["arrival"]
+    assert queued.status is FollowUpStatus.QUEUED and scheduled.get_job_ids() == [queued.job_id]
 
     # the job runs at its time (10:00 in Seoul) and sends once, however often it runs
     sender = FollowUpSender(runtime)

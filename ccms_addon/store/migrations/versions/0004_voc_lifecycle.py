@@ -1,4 +1,5 @@
-"""VOC lifecycle: staff, issues per item, assignment, duplicates, recurrence, escalation
+"""VOC lifecycle: staff, issues per item, assignment, duplicates, recurrence, escalation;
+the RQ job that carries a queued follow-up
 
 Revision ID: 0004
 Revises: 0003
@@ -49,6 +50,9 @@ def upgrade() -> None:
     with op.batch_alter_table('voc_issues', schema=None) as batch_op:
         batch_op.create_index('ix_voc_issues_shop_category', ['shop_id', 'category', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_voc_issues_voc_item_id'), ['voc_item_id'], unique=False)
+
+    with op.batch_alter_table('follow_ups', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('job_id', sa.String(length=64), nullable=True))
 
     with op.batch_alter_table('shops', schema=None) as batch_op:
         batch_op.add_column(sa.Column('inbound_key', sa.String(length=40), nullable=True))
@@ -108,6 +112,9 @@ def downgrade() -> None:
     with op.batch_alter_table('voc_events', schema=None) as batch_op:
         batch_op.drop_index('ix_voc_events_shop_created')
         batch_op.create_index(batch_op.f('ix_voc_events_shop_id'), ['shop_id'], unique=False)
+
+    with op.batch_alter_table('follow_ups', schema=None) as batch_op:
+        batch_op.drop_column('job_id')
 
     with op.batch_alter_table('shops', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('uq_shops_inbound_key'), type_='unique')
