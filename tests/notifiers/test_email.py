@@ -332,3 +332,50 @@ def test_no_handover_when_the_server_refuses_the_envelope(smtp_server):
     with pytest.raises(DeliveryRejectedError):
         EmailNotifier().send(outgoing(), config(smtp_server), lambda: seen.append(1))
     assert seen == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Connections kept between the messages of a batch
+# --------------------------------------------------------------------------------------------------
+
+
+def _peers(server) -> list:
+    return [session.peer for _, session in server.messages]
+
+
+def test_one_notifier_sends_a_batch_over_one_connection(smtp_server):
+    notifier = EmailNotifier()
+    for n in range(3):
+        notifier.send(outgoing(key=f"k{n}"), config(smtp_server))
+    assert len(smtp_server.messages) == 3 and len(set(_peers(smtp_server))) == 1
+    notifier.connections.close()
+
+
+def test_a_connection_the_server_dropped_is_replaced_before_anything_is_said(smtp_server):
+    notifier = EmailNotifier()
+    notifier.send(outgoing(key="first"), config(smtp_server))
+    [(client, _, _)] = notifier.connections._kept.values()
+    client.sock.shutdown(2)  # the server side is gone: the next RSET cannot be answered
+    notifier.send(outgoing(key="second"), config(smtp_server))
+    assert len(smtp_server.messages) == 2 and len(set(_peers(smtp_server))) == 2
+
+
+def test_an_idle_connection_is_not_reused(smtp_server, monkeypatch):
+    notifier = EmailNotifier()
+    notifier.connections.KEEP_IDLE = 0.0
+    notifier.send(outgoing(key="a"), config(smtp_server))
+    time.sleep(0.01)
+    notifier.send(outgoing(key="b"), config(smtp_server))
+    assert len(set(_peers(smtp_server))) == 2
+
+
+def test_a_failure_closes_the_kept_connection(smtp_server):
+    notifier = EmailNotifier()
+    notifier.send(outgoing(key="a"), config(smtp_server))
+    smtp_server.mode = "rcpt_550"
+    with pytest.raises(DeliveryRejectedError):
+        notifier.send(outgoing(key="b"), config(smtp_server))
+    assert notifier.connections._kept == {}
+    smtp_server.mode = "accept"
+    notifier.send(outgoing(key="c"), config(smtp_server))
+    assert len(set(_peers(smtp_server))) == 2
