@@ -47,6 +47,8 @@ bench: install browser-deps
 	$(PY) bench/webhooks.py
 	$(PY) bench/sync.py
 	$(PY) bench/widget.py
+	$(PY) bench/followups.py
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf var .pytest_cache .hypothesis

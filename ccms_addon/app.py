@@ -39,6 +39,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from ccms_addon.widgets import ratelimit
     app.register_blueprint(widget_assets.bp)
     app.register_blueprint(widget_views.bp)
+    from ccms_addon.widgets import openapi as widget_openapi  # its own blueprint: no hot-path cost
+    app.register_blueprint(widget_openapi.bp)
     ratelimit.init_app(app, widget_limits)
     if runtime.settings.trusted_proxies:
         # behind a load balancer the shopper's address is in X-Forwarded-For (rate limits need it)
@@ -62,9 +64,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     from ccms_addon.programs import pages as follow_up_pages
     app.register_blueprint(follow_up_pages.bp)
+    from ccms_addon.voc import pages as satisfaction_pages
+    app.register_blueprint(satisfaction_pages.bp)
 
     from ccms_addon.install import init_app as init_install
     init_install(app)
+    from ccms_addon.dashboard import init_app as init_dashboard
+    init_dashboard(app)
 
     logging.getLogger("ccms_addon").setLevel(logging.INFO)
     return app

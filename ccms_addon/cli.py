@@ -338,6 +338,8 @@ def worker(burst: bool, dispatcher: bool) -> None:
     import ccms_addon.jobs.pipeline  # noqa: F401
     import ccms_addon.outbox  # noqa: F401
     import ccms_addon.programs.claims  # noqa: F401
+    import ccms_addon.voc.jobs  # noqa: F401
+    import ccms_addon.voc.order_actions  # noqa: F401
     from ccms_addon.programs.followups import warm_up
     warm_up(runtime)
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -396,6 +398,10 @@ def _register_sync_commands() -> None:
     main.add_command(sync_group)
     from ccms_addon.keys import keys_group
     main.add_command(keys_group)
+    from ccms_addon.voc.mail_in import mail_in
+    main.add_command(mail_in)
+    from ccms_addon.voc.cli import reports
+    main.add_command(reports)
 
 
 _register_sync_commands()

@@ -255,9 +255,39 @@ class AppUninstalled:
     """The merchant removed the app: credentials are void, follow-ups stop."""
 
 
+@dataclass(frozen=True)
+class OrderCancelled:
+    """The platform reports an order cancelled, with what it recorded of why (emitted beside the
+    order's :class:`OrderChanged`; the pipeline turns it into at most one VOC item).
+
+    ``reason_code`` is the platform's own code as sent (Shopify ``cancel_reason``, Cafe24
+    ``claim_reason_type``, WooCommerce the order status); ``reason`` the words recorded with it
+    (the shopper's, where the platform keeps them); ``by_customer`` True when the platform says
+    the customer asked for it, False when it says the merchant did, None when it does not say.
+    """
+
+    platform_order_id: str
+    reason_code: str | None = None
+    reason: str | None = None
+    by_customer: bool | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReturnRequested:
+    """A customer asked to return (part of) an order, or the platform reports such a return;
+    ``claim_id`` is the platform's id of the return where it sends one (Cafe24's claim code)."""
+
+    platform_order_id: str
+    reason_code: str | None = None
+    reason: str | None = None
+    claim_id: str | None = None
+    occurred_at: datetime | None = None
+
+
 CanonicalEvent = (OrderChanged | CustomerChanged | RefundCreated | OrdersNeedFetch | CustomersNeedFetch
                   | CustomerDataRequested | CustomerRedactRequested | ShopRedactRequested
-                  | AppUninstalled)
+                  | AppUninstalled | OrderCancelled | ReturnRequested)
 
 
 class CredentialsStore(Protocol):
@@ -514,6 +544,60 @@ class SettlementResult:
     detail: str = ""
 
 
+#: what :meth:`PlatformAdapter.order_action` can ask a platform for (a refund or a return of an
+#: order is a :class:`SettlementRequest`, through ``settle_claim``)
+ORDER_ACTIONS = ("cancel", "resend")
+
+
+@dataclass(frozen=True)
+class OrderActionRequest:
+    """What staff ask the platform to do to one order from a VOC item, besides a refund or return.
+
+    ``action`` is ``"cancel"`` (an order not shipped yet, as a whole: ``refund`` gives the payment
+    back to the original payment method, ``restock`` puts the items back in stock) or ``"resend"``
+    (a shipped order whose goods were lost or damaged: the ``lines`` are shipped again at no
+    charge, the platform's way — a zero-priced replacement order or a same-product exchange;
+    no ``lines`` means every line). ``notify_customer`` lets the platform tell the customer.
+    ``reference`` is unique per action (``VOC-2026-000123-A2``): the adapter writes it into the
+    platform-side record (staff note, tag, memo, meta data) and looks for it before creating
+    anything, so a retried job never acts twice.
+    """
+
+    platform_order_id: str
+    action: str
+    reference: str
+    lines: tuple[ReturnLine, ...] = ()
+    reason: str = ""
+    refund: bool = True
+    restock: bool = True
+    notify_customer: bool = True
+
+    def check(self) -> None:
+        """Refuse a request no platform call could satisfy, before any call is made
+        (``PlatformError`` with a message a merchant can act on)."""
+        if self.action not in ORDER_ACTIONS:
+            raise PlatformError(f"unknown order action {self.action!r}: use 'cancel' or 'resend'")
+        if not self.reference or not self.reference.strip() or not self.reference.isprintable():
+            raise PlatformError("an order action needs its reference (VOC-…-A<n>)")
+        if self.action == "cancel" and self.lines:
+            raise PlatformError("a cancellation is of the whole order: name no lines")
+        for line in self.lines:
+            if line.quantity <= 0:
+                raise PlatformError(f"order line {line.platform_line_id}: the quantity to send "
+                                    f"again must be positive, not {line.quantity}")
+
+
+@dataclass(frozen=True)
+class OrderActionResult:
+    """What the platform did for an order action (or had already done for its reference)."""
+
+    action: str                 # "cancel" or "resend"
+    platform_id: str            # the order's, the cancellation's, the replacement's or exchange's id
+    status: str                 # "created", "requested" (the platform finishes it on its own),
+    #                             or "already_existed"
+    detail: str = ""
+
+
 # --------------------------------------------------------------------------------------------------
 # Install and admin authentication: what the install flows (``ccms_addon.install``) exchange with an
 # adapter.
@@ -682,6 +766,18 @@ class PlatformAdapter(Protocol):
         ``action`` says so. Errors as ``fetch_orders`` (``PlatformUnavailableError`` is retried with
         backoff), plus ``PlatformError`` when the platform refuses the request for good (amount
         above what is refundable, order not found) with a message a merchant can act on.
+        """
+
+    def order_action(self, shop: ShopContext, request: OrderActionRequest) -> OrderActionResult:
+        """Cancel an order or send its goods again, asked by staff from a VOC item (a refund or
+        a return of an order goes through :meth:`settle_claim`).
+
+        Idempotent by ``request.reference``: find the platform record that already carries it
+        (or, for a cancel, an order that is already cancelled) and return it (status
+        ``already_existed``) instead of acting a second time. Errors as :meth:`settle_claim`
+        (``PlatformUnavailableError`` is retried with backoff; ``PlatformError`` when the
+        platform refuses for good: the order shipped, was deleted, cannot be cancelled through
+        the API).
         """
 
     # ---- install, authorisation and the embedded admin (``ccms_addon.install``) ----------------

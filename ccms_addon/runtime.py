@@ -73,6 +73,8 @@ def build_runtime(settings: Settings | None = None, *, plugins=(), redis_connect
                       _redis=redis_connection)
     from ccms_addon.programs.hooks import ProgramHooks
     pm.register(ProgramHooks(runtime), name="ccms-programs")
+    from ccms_addon.voc.hooks import VocHooks
+    pm.register(VocHooks(runtime), name="ccms-voc")
     from ccms_addon.voc.channels import BuiltInChannels
     pm.register(BuiltInChannels(), name="ccms-channels")
     return runtime

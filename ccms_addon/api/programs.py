@@ -88,7 +88,8 @@ class DecisionSchema(Schema):
     note = fields.String(validate=validate.Length(max=2000), metadata={
         "description": "shown to the shopper"})
     amount = fields.Decimal(as_string=True, validate=validate.Range(min=0, min_inclusive=False),
-                            metadata={"description": "overrides the assessed amount on approval"})
+                            metadata={"description": "overrides the assessed amount on approval",
+                                      "minimum": 0, "exclusiveMinimum": True})
     actor = fields.String(load_default="merchant", validate=validate.Length(min=1, max=200))
 
 
@@ -131,7 +132,7 @@ def create_program(data):
         return _program_out(session, program)
 
 
-@bp.get("/programs/<int:program_id>")
+@bp.get("/programs/<id:program_id>")
 @bp.response(200, ProgramSchema)
 @bp.alt_response(404, description="No such program in this shop")
 def get_program(program_id: int):
@@ -142,7 +143,7 @@ def get_program(program_id: int):
         return _program_out(session, program)
 
 
-@bp.patch("/programs/<int:program_id>")
+@bp.patch("/programs/<id:program_id>")
 @bp.arguments(ProgramUpdateSchema)
 @bp.response(200, ProgramSchema)
 @bp.alt_response(404, description="No such program in this shop")
@@ -191,7 +192,7 @@ def _get_claim(session, claim_id: int) -> Claim:
     return claim
 
 
-@bp.get("/claims/<int:claim_id>")
+@bp.get("/claims/<id:claim_id>")
 @bp.response(200, ClaimSchema)
 @bp.alt_response(404, description="No such claim in this shop")
 def get_claim(claim_id: int):
@@ -199,7 +200,7 @@ def get_claim(claim_id: int):
         return _get_claim(session, claim_id)
 
 
-@bp.post("/claims/<int:claim_id>/decision")
+@bp.post("/claims/<id:claim_id>/decision")
 @bp.arguments(DecisionSchema)
 @bp.response(200, ClaimSchema)
 @bp.alt_response(404, description="No such claim in this shop")

@@ -3,16 +3,32 @@ promises (money as decimal strings with the currency's minor digits)."""
 
 from __future__ import annotations
 
+from datetime import timezone
+
 from marshmallow import RAISE, Schema, fields, validate
 
 from ccms_addon.money import format_amount
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """A datetime with a zone, loaded in UTC; one that leaves the calendar in UTC (year 1 at
+    +14:00) is refused rather than overflowing in the store."""
+
+    default_error_messages = {"range": "Out of the range of dates the store keeps."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise self.make_error("range") from None
 
 
 class OrderListArgsSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    updated_since = fields.AwareDateTime(
+    updated_since = UtcDateTime(
         metadata={"description": "only orders the platform updated at or after this time"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=250))
     cursor = fields.String(metadata={"description": "next_cursor of the previous page"})

@@ -1,5 +1,6 @@
 """Hands stored work to RQ: webhook deliveries in batches, follow-ups near their due time, and the
-periodic sweeps that rebuild whatever Redis lost (messages, settlements, enrollments).
+periodic sweeps that rebuild whatever Redis lost (messages, settlements, enrollments, VOC
+acknowledgements) or that act on the clock (VOC escalations, the owner's daily digest).
 
 The webhook request never talks to Redis: it only commits the row. This loop picks rows that are
 due (``status`` not final and ``next_attempt_at`` empty or past), enqueues one ``process_delivery``
@@ -28,6 +29,11 @@ from ccms_addon.jobs.pipeline import FINAL_STATES
 from ccms_addon.queue import DELIVERIES_QUEUE, jobs_in_flight, queue
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import WebhookDelivery, utcnow
+from ccms_addon.voc.digest import send_due_digests
+from ccms_addon.voc.escalation import sweep_escalations
+from ccms_addon.store.privacy import purge_expired_voc
+from ccms_addon.voc.jobs import sweep_unacknowledged
+from ccms_addon.voc.order_actions import sweep_order_actions
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,9 @@ IDLE_INTERVAL = 0.2
 #: notifications, outbox retries, claim settlements; and between enrollment catch-ups
 NOTIFY_SWEEP_INTERVAL = 30.0
 ENROLLMENT_SWEEP_INTERVAL = 300.0
+#: seconds between the passes that act on the clock: escalations (warnings are due to the minute)
+#: and the owners' digests (each goes out once its local hour has come)
+ESCALATION_SWEEP_INTERVAL = 60.0
 #: Redis key held by the one dispatcher allowed to run at a time
 LOCK_KEY = "ccms:dispatcher:lock"
 #: seconds the lock is held without renewal before another dispatcher may take over
@@ -128,7 +137,13 @@ class Dispatcher:
                 ("outbox", NOTIFY_SWEEP_INTERVAL, lambda: outbox.sweep_due(runtime)),
                 ("settlements", NOTIFY_SWEEP_INTERVAL, lambda: sweep_due_settlements(runtime)),
                 ("enrollments", ENROLLMENT_SWEEP_INTERVAL, lambda: sweep_unenrolled(runtime.db)),
-                ("reconciliation", RECONCILE_SWEEP_INTERVAL, lambda: reconcile_due(runtime)))
+                ("reconciliation", RECONCILE_SWEEP_INTERVAL, lambda: reconcile_due(runtime)),
+                ("acknowledgements", NOTIFY_SWEEP_INTERVAL, lambda: sweep_unacknowledged(runtime)),
+                ("escalations", ESCALATION_SWEEP_INTERVAL, lambda: sweep_escalations(runtime)),
+                ("order actions", NOTIFY_SWEEP_INTERVAL, lambda: sweep_order_actions(runtime)),
+                ("retention", RECONCILE_SWEEP_INTERVAL, lambda: purge_expired_voc(runtime)),
+                ("digests", ESCALATION_SWEEP_INTERVAL,
+                 lambda: send_due_digests(runtime, utcnow())))
 
     def run(self) -> None:
         log.info("dispatcher started")

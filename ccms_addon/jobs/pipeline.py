@@ -1,8 +1,12 @@
-"""Turning stored webhook deliveries into canonical orders, customers and refunds.
+"""Turning stored webhook deliveries into canonical orders, customers and refunds, and the VOC
+items some of their events call for (a cancellation's reason, a refund's note).
 
 ``process_delivery`` is idempotent: the delivery row is the record of truth. It is marked final in
 the same transaction as the changes it causes, so a job killed half-way leaves the row unprocessed and
-the dispatcher's sweep runs it again; a job run twice finds the row final and does nothing.
+the dispatcher's sweep runs it again; a job run twice finds the row final and does nothing. A
+delivery with VOC items to record is marked final only after they are (each is recorded once, by a
+marker: :mod:`ccms_addon.voc.platform_intake`), so a job killed in between records them on its
+next run and never twice.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from ccms_addon.platforms import (AppUninstalled, CustomerChanged, CustomerDataRequested,
                                   CustomerRedactRequested, CustomersNeedFetch, OrderChanged,
@@ -19,6 +25,7 @@ from ccms_addon.platforms import (AppUninstalled, CustomerChanged, CustomerDataR
 from ccms_addon.runtime import Runtime, current
 from ccms_addon.store import privacy, repository
 from ccms_addon.store.models import DeliveryStatus, Shop, WebhookDelivery, utcnow
+from ccms_addon.voc import platform_intake
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,8 @@ class Outcome:
     orders: list[repository.OrderChange] = field(default_factory=list)
     fetch_orders: list[str] = field(default_factory=list)
     fetch_customers: list[str] = field(default_factory=list)
+    #: VOC items to record once the orders are stored
+    voices: list[platform_intake.PlatformVoice] = field(default_factory=list)
 
 
 def process_delivery(delivery_id: int) -> str:
@@ -72,12 +81,15 @@ class DeliveryProcessor:
             except PayloadInvalidError as exc:
                 return self._finish(delivery, DeliveryStatus.FAILED, str(exc))
             outcome = self._apply(session, shop, delivery, events)
+            outcome.voices = platform_intake.voices_from(events)
             context = self.runtime.shop_context(shop, adapter) if (outcome.fetch_orders or
                                                             outcome.fetch_customers) else None
-            if context is None:
+            if context is None and not outcome.voices:
                 self._finish(delivery, DeliveryStatus.PROCESSED)
         self._broadcast(shop.id, outcome.orders)
         if context is None:
+            if outcome.voices:
+                return self._record_voices(delivery_id, shop.id, adapter.name, outcome.voices)
             return DeliveryStatus.PROCESSED.value
         # Phase 2: the platform's admin API, outside any transaction.
         return self._fetch(delivery_id, adapter, context, outcome)
@@ -124,9 +136,10 @@ class DeliveryProcessor:
             customers = adapter.fetch_customers(context, outcome.fetch_customers) \
                 if outcome.fetch_customers else []
         except PlatformUnavailableError as exc:
-            return self._record_failure(delivery_id, str(exc), retry=True)
+            return self._fetch_failed(delivery_id, str(exc), context, adapter, outcome, retry=True)
         except (PlatformError, KeyError) as exc:  # KeyError: credentials lack a needed key
-            return self._record_failure(delivery_id, f"{type(exc).__name__}: {exc}", retry=False)
+            return self._fetch_failed(delivery_id, f"{type(exc).__name__}: {exc}", context,
+                                      adapter, outcome, retry=False)
         with self.runtime.db.session() as session:
             delivery = session.get(WebhookDelivery, delivery_id)
             if delivery is None or delivery.status in FINAL_STATES:
@@ -134,9 +147,41 @@ class DeliveryProcessor:
             changes = repository.upsert_orders(session, context.shop_id, orders)
             if customers:
                 repository.upsert_customers(session, context.shop_id, customers)
-            self._finish(delivery, DeliveryStatus.PROCESSED)
+            if not outcome.voices:
+                self._finish(delivery, DeliveryStatus.PROCESSED)
         self._broadcast(context.shop_id, changes)
+        if outcome.voices:
+            return self._record_voices(delivery_id, context.shop_id, adapter.name, outcome.voices)
         return DeliveryStatus.PROCESSED.value
+
+    def _fetch_failed(self, delivery_id: int, error: str, context: ShopContext,
+                      adapter: PlatformAdapter, outcome: Outcome, *, retry: bool) -> str:
+        state = self._record_failure(delivery_id, error, retry=retry)
+        if state == DeliveryStatus.FAILED.value and outcome.voices:
+            # the full order never came, but what the customer said did: keep it, with the
+            # order's summary phase 1 stored
+            platform_intake.record_voices(self.runtime, context.shop_id, adapter.name,
+                                          outcome.voices)
+        return state
+
+    def _record_voices(self, delivery_id: int, shop_id: int, platform: str,
+                       voices: list[platform_intake.PlatformVoice]) -> str:
+        """The last phase: the VOC items, each once, then the row is final. A store failure
+        fails the job (the dispatcher's lease brings the row back); anything else is retried
+        with the fetch's backoff and, in the end, parked as failed for a human."""
+        try:
+            platform_intake.record_voices(self.runtime, shop_id, platform, voices)
+        except SQLAlchemyError:
+            raise
+        except Exception as exc:  # noqa: BLE001 — kept on the row, never a loop of failing jobs
+            log.exception("delivery %s: recording its VOC items failed", delivery_id)
+            return self._record_failure(delivery_id, f"VOC intake: {type(exc).__name__}: {exc}",
+                                        retry=True)
+        with self.runtime.db.session() as session:
+            delivery = session.get(WebhookDelivery, delivery_id)
+            if delivery is None or delivery.status in FINAL_STATES:
+                return delivery.status.value if delivery else "missing"
+            return self._finish(delivery, DeliveryStatus.PROCESSED)
 
     def _record_failure(self, delivery_id: int, error: str, *, retry: bool) -> str:
         with self.runtime.db.session() as session:

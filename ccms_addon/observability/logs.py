@@ -97,7 +97,11 @@ class RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "_ccms_redacted", False):
             return True  # a second handler of ours sees the record already clean
-        record.msg = redact(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 — a bad format string must not raise in the caller
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg = redact(message)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -137,10 +141,12 @@ class ContextFilter(logging.Filter):
     computed per request unless the request logs: the webhook path stays as lean as it was."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = current_request_id()
-        if not hasattr(record, "job_id"):
-            record.job_id = current_job_id()
+        for key, find in (("request_id", current_request_id), ("job_id", current_job_id)):
+            if not hasattr(record, key):
+                try:
+                    setattr(record, key, find())
+                except Exception:  # noqa: BLE001 — logging never raises in the caller
+                    setattr(record, key, None)
         return True
 
 
@@ -194,8 +200,8 @@ def configure_logging(fmt: str | None = None, *, level: int = logging.INFO,
     Like ``logging.basicConfig``, it leaves a root logger that something else configured alone
     (a ``--log-config`` given to gunicorn, pytest's capture) unless ``force`` is set; calling it
     again replaces its own handler rather than adding a second one. ``fmt`` defaults to
-    ``CCMS_LOG_FORMAT``; in JSON, gunicorn's own loggers (which do not propagate) are switched to
-    the same lines."""
+    ``CCMS_LOG_FORMAT``; in JSON, gunicorn's own loggers in this process (which do not propagate)
+    are switched to the same lines (its master's too with ``ccms_addon.observability.gunicorn_logging``)."""
     fmt = fmt or log_format()
     root = logging.getLogger()
     ours = [h for h in root.handlers if getattr(h, "_ccms_handler", False)]
@@ -213,11 +219,12 @@ def configure_logging(fmt: str | None = None, *, level: int = logging.INFO,
     if fmt == JSON:
         for name in GUNICORN_LOGGERS:
             for gunicorn_handler in logging.getLogger(name).handlers:
-                _adopt(gunicorn_handler)
+                adopt_handler(gunicorn_handler)
     return handler
 
 
-def _adopt(handler: logging.Handler) -> None:
+def adopt_handler(handler: logging.Handler) -> None:
+    """Make a handler someone else installed write the add-on's JSON lines, redacted."""
     if not any(isinstance(f, RedactFilter) for f in handler.filters):
         handler.addFilter(ContextFilter())
         handler.addFilter(RedactFilter())

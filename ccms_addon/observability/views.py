@@ -32,6 +32,10 @@ TOKEN_CONFIG = "CCMS_METRICS_TOKEN"
 REGISTRY_EXTENSION = "ccms_metrics"
 #: headers a proxy adds: their presence means the peer address is not the scraper's
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+#: who may scrape without a token: loopback, RFC 1918 and unique-local IPv6 (not ``is_private``,
+#: which also admits documentation and reserved ranges; not 100.64/10, shared by a carrier's NAT)
+LOCAL_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7"))
 
 
 @bp.get("/metrics")
@@ -67,4 +71,4 @@ def _local(address: str | None) -> bool:
         return False
     if getattr(ip, "ipv4_mapped", None):
         ip = ip.ipv4_mapped
-    return ip.is_loopback or ip.is_private
+    return any(ip in net for net in LOCAL_NETWORKS if net.version == ip.version)

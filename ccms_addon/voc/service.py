@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from ccms_addon.links import make_link
 from ccms_addon.outbox import OutgoingMessage, enqueue, record
 from ccms_addon.runtime import Runtime
-from ccms_addon.store.models import (Shop, Staff, StaffRole, VocIssue, VocItem, VocSeverity,
-                                     VocStatus, utcnow)
+from ccms_addon.store.models import (Shop, Staff, StaffRole, VocChannel, VocIssue, VocItem,
+                                     VocKind, VocSeverity, VocStatus, utcnow)
 from ccms_addon.voc import messages
 from ccms_addon.voc.lifecycle import InvalidTransition, add_event, move
 from ccms_addon.voc.settings import business_hours_of, sla_hours, voc_settings
@@ -49,15 +49,25 @@ class ItemNotFound(VocActionError):
         super().__init__("No such VOC item.", "not_found", 404)
 
 
+#: items no automatic acknowledgement is written for: a claim has its own receipt, nobody wrote
+#: a want-slip or a platform event to us, and a call or a visit was answered in person
+NOT_AUTO_ACKNOWLEDGED_KINDS = (VocKind.CLAIM, VocKind.WANT_SLIP)
+NOT_AUTO_ACKNOWLEDGED_CHANNELS = (VocChannel.PLATFORM.value, VocChannel.PHONE.value,
+                                  VocChannel.STAFF.value)
+
+
+def acknowledged_automatically(kind: VocKind | str, channel: str) -> bool:
+    """Whether the desk writes the customer an acknowledgement for an item of this kind and
+    channel (when the shop's ``auto_acknowledge`` is on and the customer left an address)."""
+    return (VocKind(kind) not in NOT_AUTO_ACKNOWLEDGED_KINDS
+            and channel not in NOT_AUTO_ACKNOWLEDGED_CHANNELS)
+
+
 def actor_for(staff: Staff) -> str:
     """How a person appears on a timeline (id for the record, name for the reader)."""
     return f"staff:{staff.id}:{staff.name}"[:200]
 
 
-def inbound_address(runtime: Runtime, shop: Shop) -> str | None:
-    """The shop's VOC mailbox (``voc-<key>@CCMS_INBOUND_DOMAIN``), if the add-on receives mail."""
-    domain = (runtime.settings.platform_settings("inbound").get("domain") or "").strip()
-    return f"voc-{shop.inbound_key}@{domain}" if domain and shop.inbound_key else None
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,8 @@ class VocDesk:
     def start(self, shop_ids: Collection[int], item_id: int, actor: str) -> VocItem:
         with self.runtime.db.session() as session:
             item = self.load(session, shop_ids, item_id, lock=True)
+            if item.status is VocStatus.CLOSED:  # reopening needs its reason: reopen()
+                raise VocActionError(f"{item.reference} is closed: reopen it.", "closed", 409)
             self._move(session, item, VocStatus.IN_PROGRESS, actor)
         return item
 
@@ -197,7 +209,8 @@ class VocDesk:
                     subject=messages.fill(names["reply_subject"], shop=_shop_name(shop),
                                           reference=item.reference),
                     body=body, locale=item.locale,
-                    data=self._mail_data(item, shop, purpose="voc_reply", written_by_person=True)))
+                    data=self._mail_data(session, item, shop, purpose="voc_reply",
+                                         written_by_person=True)))
                 keys.append(key)
                 data = {"message_key": key, "notifier": notifier}
             else:
@@ -245,6 +258,8 @@ class VocDesk:
         reason = _text(reason, "reason")
         with self.runtime.db.session() as session:
             item = self.load(session, shop_ids, item_id, lock=True)
+            if item.status is not VocStatus.CLOSED:  # only a closed item reopens (else: start)
+                raise VocActionError(f"{item.reference} is not closed.", "not_closed", 409)
             self._move(session, item, VocStatus.IN_PROGRESS, actor, note=reason)
             shop = session.get(Shop, item.shop_id)
             # the clock restarts: the customer is owed an answer again within the SLA
@@ -308,7 +323,8 @@ class VocDesk:
         with self.runtime.db.session() as session:
             item = session.get(VocItem, item_id,
                                with_for_update=session.bind.dialect.name == "postgresql")
-            if item is None or item.status is not VocStatus.RECEIVED:
+            if item is None or item.status is not VocStatus.RECEIVED or \
+                    not acknowledged_automatically(item.kind, item.channel):
                 return False
             shop = session.get(Shop, item.shop_id)
             if not voc_settings(shop.settings)["auto_acknowledge"]:
@@ -340,11 +356,13 @@ class VocDesk:
         except InvalidTransition as exc:
             raise VocActionError(str(exc), exc.code, 409) from None
 
-    def _mail_data(self, item: VocItem, shop: Shop, **extra: Any) -> dict[str, Any]:
+    def _mail_data(self, session: Session, item: VocItem, shop: Shop, **extra: Any
+                   ) -> dict[str, Any]:
+        from ccms_addon.voc.inbound import inbound_address_for
         data: dict[str, Any] = {"reference": item.reference, **extra}
         if item.thread_ref:
             data["in_reply_to"] = item.thread_ref
-        reply_to = inbound_address(self.runtime, shop)
+        reply_to = inbound_address_for(self.runtime, session, shop)
         if reply_to:
             data["reply_to"] = reply_to
         return data
@@ -362,7 +380,8 @@ class VocDesk:
             key=key, shop_id=item.shop_id, channel=notifier, recipient=recipient,
             subject=messages.fill(names["ack_subject"], **fields),
             body=messages.fill(names["ack_body"], quote=messages.quote(item.body), **fields),
-            locale=item.locale, data=self._mail_data(item, shop, purpose="voc_acknowledgement")))
+            locale=item.locale,
+            data=self._mail_data(session, item, shop, purpose="voc_acknowledgement")))
         return [key] if fresh else []
 
     def _satisfaction_request(self, session: Session, item: VocItem, shop: Shop) -> list[str]:
@@ -380,8 +399,8 @@ class VocDesk:
             key=key, shop_id=item.shop_id, channel=notifier, recipient=recipient,
             subject=messages.fill(names["satisfaction_subject"], **fields),
             body=messages.fill(names["satisfaction_body"], link=link, **fields),
-            locale=item.locale, data=self._mail_data(item, shop, purpose="voc_satisfaction",
-                                                     link=link)))
+            locale=item.locale,
+            data=self._mail_data(session, item, shop, purpose="voc_satisfaction", link=link)))
         item.satisfaction_requested_at = utcnow()
         return [key] if fresh else []
 

@@ -43,6 +43,9 @@ from ccms_addon.platforms import (
     DeliveryIdentity,
     FinancialStatus,
     FulfillmentStatus,
+    OrderActionRequest,
+    OrderActionResult,
+    OrderCancelled,
     OrderChanged,
     OrderLineRecord,
     OrderPage,
@@ -53,6 +56,7 @@ from ccms_addon.platforms import (
     PlatformUnavailableError,
     RefundCreated,
     RefundRecord,
+    ReturnRequested,
     SettlementRequest,
     SettlementResult,
     ShopContext,
@@ -62,7 +66,7 @@ from ccms_addon.platforms import (
     load_json,
 )
 
-from . import install, schemas, settlement, sync, widget
+from . import install, order_actions, schemas, settlement, sync, widget
 from .client import (DEFAULT_TIMEOUT, MAX_RETRIES, Cafe24Client, Sleep, fresh_shop,
                      reauthorizer)
 
@@ -79,6 +83,7 @@ MALL_HOST_SUFFIXES = (".cafe24.com", ".cafe24api.com")
 DEFAULT_CURRENCY = "KRW"
 
 ORDER_EVENTS = frozenset({90023, 90024, 90025, 90026, 90027, 90029})
+ORDER_CANCELLATION_CHANGED, ORDER_RETURN_CHANGED = 90026, 90027
 BULK_ORDER_EVENTS = frozenset({90071, 90072, 90073, 90074})
 CUSTOMER_SIGNED_UP, APP_DELETED, CUSTOMER_CHANGED, CUSTOMER_DELETED, RETURN_COMPLETED = (
     90032, 90077, 90080, 90147, 90160)
@@ -183,7 +188,9 @@ def events_for(event_no: int, resource: Mapping[str, Any]) -> list[CanonicalEven
     """Canonical events of one handled Cafe24 event."""
     if event_no in ORDER_EVENTS:
         header = _load(schemas.Cafe24OrderEventPayloadSchema(), resource, f"{event_no} order event")
-        return [OrderChanged(order_summary(header)), OrdersNeedFetch((header["order_id"],))]
+        events: list[CanonicalEvent] = [OrderChanged(order_summary(header)),
+                                        OrdersNeedFetch((header["order_id"],))]
+        return events + claim_events(event_no, header)
     if event_no in BULK_ORDER_EVENTS:
         bulk = _load(schemas.Cafe24OrdersBulkPayloadSchema(), resource, f"{event_no} bulk order event")
         return [OrdersNeedFetch(bulk["order_id"])]
@@ -207,8 +214,25 @@ def events_for(event_no: int, resource: Mapping[str, Any]) -> list[CanonicalEven
             platform_refund_id=claim["claim_code"], platform_order_id=claim["order_id"],
             amount=claim["refund_amount"], currency=claim["currency"] or DEFAULT_CURRENCY,
             note=_first(claim["claim_reason"], claim["claim_reason_type_text"]))
-        return [RefundCreated(refund), OrdersNeedFetch((claim["order_id"],))]
+        return ([RefundCreated(refund), OrdersNeedFetch((claim["order_id"],))]
+                + claim_events(event_no, claim))
     raise UnknownTopicError(f"Cafe24 event {event_no} is not handled")
+
+
+def claim_events(event_no: int, resource: Mapping[str, Any]) -> list[CanonicalEvent]:
+    """The cancellation or return an event reports, when it carries the claim's reason (Cafe24
+    sends ``claim_reason_type``/``claim_reason``/``claim_reason_type_text`` with a claim; a
+    status change without them says nothing about why). Who asked for it is not sent."""
+    if event_no not in (ORDER_CANCELLATION_CHANGED, ORDER_RETURN_CHANGED, RETURN_COMPLETED):
+        return []
+    code = resource.get("claim_reason_type")
+    words = _first(resource.get("claim_reason"), resource.get("claim_reason_type_text"))
+    if code is None and words is None:
+        return []
+    if event_no == ORDER_CANCELLATION_CHANGED:
+        return [OrderCancelled(resource["order_id"], reason_code=code, reason=words)]
+    return [ReturnRequested(resource["order_id"], reason_code=code, reason=words,
+                            claim_id=resource.get("claim_code"))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -494,11 +518,18 @@ class Cafe24Adapter:
         completed (Cafe24 refunds the items) for a refund, after looking for a return whose reason
         carries ``request.reference``; see :mod:`.settlement`. The shop setting
         ``cafe24_pg_cancel=false`` leaves the PG payment for the merchant to cancel."""
-        pg_cancel = str(shop.settings.get("cafe24_pg_cancel", "true")).strip().lower() not in (
-            "false", "0", "no", "off")
         with self._client(shop) as client:
             return settlement.settle_claim(client, shop_no=self._shop_no(shop), request=request,
-                                           pg_cancel=pg_cancel)
+                                           pg_cancel=_pg_cancel(shop))
+
+    def order_action(self, shop: ShopContext, request: OrderActionRequest) -> OrderActionResult:
+        """A cancel (``POST /api/v2/admin/orders/{order_id}/cancellation``, before shipping) or a
+        resend (a same-product exchange, ``POST …/exchange``, its reference in the order's
+        memos), after looking for the claim that carries ``request.reference``; see
+        :mod:`.order_actions`. ``cafe24_pg_cancel=false`` leaves the PG payment to the merchant."""
+        with self._client(shop) as client:
+            return order_actions.order_action(client, shop_no=self._shop_no(shop), request=request,
+                                              pg_cancel=_pg_cancel(shop))
 
     # -- install, webhooks and the admin (see :mod:`.install`) -------------------------------------
 
@@ -555,6 +586,13 @@ class Cafe24Adapter:
     @staticmethod
     def _shop_no(shop: ShopContext) -> str:
         return str(shop.settings.get("shop_no", "1"))
+
+
+def _pg_cancel(shop: ShopContext) -> bool:
+    """Whether Cafe24 cancels the card / transfer payment at the PG with a refund (the shop
+    setting ``cafe24_pg_cancel``, on by default)."""
+    return str(shop.settings.get("cafe24_pg_cancel", "true")).strip().lower() not in (
+        "false", "0", "no", "off")
 
 
 def canonical_mall_id(value: str) -> str:

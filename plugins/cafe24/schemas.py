@@ -219,6 +219,10 @@ class Cafe24OrderEventPayloadSchema(_Payload):
     shipping_status = _text()
     order_price_amount = _money()
     actual_payment_amount = _money()
+    #: a cancellation's or return's reason, when the event is about one (90026, 90027)
+    claim_reason_type = _text()
+    claim_reason = _text()
+    claim_reason_type_text = _text()
 
     @validates_schema
     def _has_amount(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -273,6 +277,7 @@ class Cafe24ReturnCompletedPayloadSchema(_Payload):
     claim_code = Text(required=True)
     refund_amount = Money(required=True)
     currency = Currency(load_default=None)
+    claim_reason_type = _text()
     claim_reason = _text()
     claim_reason_type_text = _text()
 

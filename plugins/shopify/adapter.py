@@ -41,9 +41,12 @@ from ccms_addon.platforms import (
     DeliveryIdentity,
     FinancialStatus,
     FulfillmentStatus,
+    OrderCancelled,
     OrderChanged,
     OrderLineRecord,
     OrderPage,
+    OrderActionRequest,
+    OrderActionResult,
     OrderRecord,
     OrdersNeedFetch,
     PayloadInvalidError,
@@ -60,7 +63,7 @@ from ccms_addon.platforms import (
     load_json,
 )
 
-from . import install, schemas, settlement, sync, widget
+from . import install, order_actions, schemas, settlement, sync, widget
 from .client import DEFAULT_API_VERSION, ShopifyAdminClient
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
@@ -80,6 +83,11 @@ ORDER_TOPICS = frozenset({
     "orders/create", "orders/updated", "orders/paid", "orders/cancelled", "orders/fulfilled",
     "orders/partially_fulfilled",
 })
+
+#: who a ``cancel_reason`` says asked for the cancellation: the customer (True), the shop or its
+#: payment provider (False); ``other`` and anything new say nothing (absent: None)
+CANCELLED_BY_CUSTOMER = {"customer": True, "declined": False, "fraud": False, "inventory": False,
+                         "staff": False}
 
 FINANCIAL_STATUSES = {status.value: status for status in FinancialStatus}
 FULFILLMENT_STATUSES = {
@@ -111,6 +119,7 @@ class ShopifyAdapter:
         self._clock = clock
         self._normalizers: dict[str, Callable[[dict[str, Any]], list[CanonicalEvent]]] = {
             **{topic: self._order_changed for topic in ORDER_TOPICS},
+            "orders/cancelled": self._order_cancelled,
             "orders/edited": self._order_edited,
             "refunds/create": self._refund_created,
             "customers/create": self._customer_changed,
@@ -252,6 +261,12 @@ class ShopifyAdapter:
         note; see :mod:`.settlement`."""
         return settlement.settle_claim(shop, request)
 
+    def order_action(self, shop: ShopContext, request: OrderActionRequest) -> OrderActionResult:
+        """A cancel (GraphQL ``orderCancel``, unless the order is already cancelled) or a resend
+        (a zero-priced replacement: ``draftOrderCreate`` + ``draftOrderComplete``, after looking
+        for a draft tagged with ``request.reference``); see :mod:`.order_actions`."""
+        return order_actions.order_action(shop, request)
+
     # ---- install, webhooks and the embedded admin (see :mod:`.install`) --------------------------
 
     def install_shop(self, request: InstallRequest, settings: Mapping[str, str]) -> str:
@@ -298,6 +313,17 @@ class ShopifyAdapter:
 
     def _order_changed(self, data: dict[str, Any]) -> list[CanonicalEvent]:
         return [OrderChanged(order_record(_load(_ORDER, data, "order")))]
+
+    def _order_cancelled(self, data: dict[str, Any]) -> list[CanonicalEvent]:
+        """orders/cancelled: the order, and why (``cancel_reason``, the order's ``note``)."""
+        loaded = _load(_ORDER, data, "order")
+        order = order_record(loaded)
+        reason_code = (loaded["cancel_reason"] or "").strip().lower() or None
+        return [OrderChanged(order), OrderCancelled(
+            order.platform_order_id, reason_code=reason_code,
+            reason=(loaded["note"] or "").strip() or None,
+            by_customer=CANCELLED_BY_CUSTOMER.get(reason_code or ""),
+            occurred_at=order.cancelled_at or order.updated_at)]
 
     def _order_edited(self, data: dict[str, Any]) -> list[CanonicalEvent]:
         """orders/edited carries an OrderEdit, not the order: fetch the order (an Order body is used)."""

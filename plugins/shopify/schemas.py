@@ -198,6 +198,9 @@ class ShopifyOrderPayloadSchema(_PayloadSchema):
     processed_at = UtcDateTime(load_default=None)
     updated_at = UtcDateTime(required=True)
     cancelled_at = UtcDateTime(load_default=None)
+    #: customer, declined, fraud, inventory, staff, other (orders/cancelled)
+    cancel_reason = fields.String(load_default=None)
+    note = fields.String(load_default=None)
     financial_status = fields.String(load_default=None)
     # absent (include_fields) stays absent; null means "unfulfilled"
     fulfillment_status = fields.String(allow_none=True)

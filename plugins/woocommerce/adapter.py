@@ -33,14 +33,16 @@ from marshmallow import Schema, ValidationError
 
 from ccms_addon.platforms import (CanonicalEvent, CustomerChanged, CustomerRecord,
                                   CustomerRedactRequested, DeliveryIdentity, FinancialStatus,
-                                  FulfillmentStatus, OrderChanged, OrderLineRecord, OrderPage, OrderRecord,
+                                  FulfillmentStatus, OrderCancelled, OrderChanged, OrderLineRecord,
+                                  OrderPage, OrderRecord,
                                   PayloadInvalidError, PlatformAuthError, RefundRecord,
                                   SettlementRequest, SettlementResult, ShopContext,
                                   UnknownTopicError, WebhookRequest, WidgetInjection, load_json)
 from ccms_addon.platforms import (InstallRequest, InstallResult, SessionTokenUnsupportedError,
                                   WebhookRegistration)
+from ccms_addon.platforms import OrderActionRequest, OrderActionResult
 
-from . import install, settlement, sync, widget
+from . import install, order_actions, settlement, sync, widget
 from .client import MAX_PER_PAGE, WooCommerceClient
 from .schemas import (WooCommerceCustomerPayloadSchema, WooCommerceDeletedPayloadSchema,
                       WooCommerceDeliverySchema, WooCommerceOrderPayloadSchema)
@@ -51,6 +53,9 @@ SIGNATURE_HEADER = "X-WC-Webhook-Signature"
 
 ORDER_TOPICS = frozenset({"order.created", "order.updated", "order.restored"})
 CUSTOMER_TOPICS = frozenset({"customer.created", "customer.updated"})
+#: statuses that undo an order: WooCommerce cancels an unpaid order and refunds a paid one; it
+#: records no reason for either
+UNDONE_STATUSES = frozenset({"cancelled", "refunded"})
 #: Topics whose body is a REST resource (or ``{"id": N}``): a delivery without an id is malformed.
 RESOURCE_PREFIXES = ("order.", "customer.", "product.", "coupon.")
 
@@ -200,7 +205,13 @@ class WooCommerceAdapter:
         """
         if topic in ORDER_TOPICS:
             order = _load(WooCommerceOrderPayloadSchema(), load_json(body), topic)
-            return [OrderChanged(order_record(order))]
+            record = order_record(order)
+            if order["status"] not in UNDONE_STATUSES:
+                return [OrderChanged(record)]
+            # who undid it is not recorded; the shopper's checkout note is their only words on it
+            return [OrderChanged(record), OrderCancelled(
+                record.platform_order_id, reason_code=order["status"],
+                reason=_text(order["customer_note"]), occurred_at=record.updated_at)]
         if topic in CUSTOMER_TOPICS:
             customer = _load(WooCommerceCustomerPayloadSchema(), load_json(body), topic)
             return [CustomerChanged(customer_record(customer))]
@@ -243,6 +254,16 @@ class WooCommerceAdapter:
             "false", "0", "no", "off")
         with self._client(shop) as client:
             return settlement.settle_claim(client, request, api_refund=api_refund)
+
+    def order_action(self, shop: ShopContext, request: OrderActionRequest) -> OrderActionResult:
+        """A cancel (``PUT /wp-json/wc/v3/orders/{id}`` to ``cancelled`` with the reference in
+        its meta data, after refunding what is left when asked) or a resend (a zero-priced
+        replacement order, ``POST /wp-json/wc/v3/orders`` with ``parent_id``, after looking
+        among the order's children for the reference); see :mod:`.order_actions`."""
+        api_refund = str(shop.settings.get("woocommerce_api_refund", "true")).strip().lower() \
+            not in ("false", "0", "no", "off")
+        with self._client(shop) as client:
+            return order_actions.order_action(client, request, api_refund=api_refund)
 
     # -- install, webhooks and the admin (see :mod:`.install`) -------------------------------------
 

@@ -118,6 +118,8 @@ class WooCommerceOrderPayloadSchema(_PayloadSchema):
     shipping = fields.Nested(WooCommerceBillingSchema, load_default=None, allow_none=True)
     line_items = fields.List(fields.Nested(WooCommerceLineItemSchema), load_default=list)
     refunds = fields.List(fields.Nested(WooCommerceOrderRefundSchema), load_default=list)
+    #: the shopper's note given at checkout (or edited by the merchant as "provided by customer")
+    customer_note = _optional_text()
 
     @validates_schema
     def _has_a_modification_time(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -39,8 +39,11 @@ def settings(settings, smtp_server) -> Settings:
 
 @pytest.fixture
 def shop(make_shop):
+    # the merchant's email is the subject here: the shopper's acknowledgement (tested in
+    # tests/voc_automation) is turned off so every message counted is the merchant's
     return make_shop("shopify", "acme.myshopify.com", name="Acme\r\nBcc: victim@x.test",
-                     merchant=Merchant(name="Acme", email=MERCHANT_EMAIL)).shop
+                     merchant=Merchant(name="Acme", email=MERCHANT_EMAIL),
+                     settings={"voc": {"auto_acknowledge": False}}).shop
 
 
 def widget_item(runtime, shop_id, body=SCRIPT, **kwargs) -> VocItem:

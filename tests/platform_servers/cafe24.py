@@ -11,6 +11,12 @@ and, for the widget injection, the ScriptTags resource (``GET``/``POST /api/v2/a
 ``PUT``/``DELETE /api/v2/admin/scripttags/{script_no}``, bodies ``{"shop_no", "request": {...}}``,
 answers ``{"scripttags": [...]}`` / ``{"scripttag": {...}}``, tags scoped to the app's ``client_id``);
 
+and, for an order action (Order > Orders cancellation, "Create an order cancellation"; Orders
+exchange, "Create an order exchange"; Orders memos): ``POST /api/v2/admin/orders/{order_id}/
+cancellation`` (``status`` canceled/canceling, unshipped items only), ``POST …/exchange``
+(``status`` accepted/exchanged, ``same_product``, shipped items only), ``GET``/``POST …/memos``
+(``content`` ≤ 1000 characters), and ``embed=cancellation,exchange`` on the order;
+
 and, for a claim's settlement (Order > Orders return, "Create an order return"; Order > Orders,
 "Retrieve an order"):
 
@@ -99,6 +105,12 @@ class Cafe24ServerState:
     next_claim_no: int = 0
     refunds: list[dict[str, Any]] = field(default_factory=list)
     restocked: dict[str, int] = field(default_factory=dict)
+    #: order actions: cancellation and exchange claims by order id (``embed=cancellation`` /
+    #: ``embed=exchange``), and the orders' admin memos
+    cancellations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    exchanges: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    memos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    next_memo_no: int = 0
     #: OAuth: the app's secret, the mall, the codes issued (code → (time, redirect_uri)), the
     #: current refresh token, when the current access token expires (time.time; None: never)
     client_secret: str = "cafe24-test-client-secret"
@@ -345,6 +357,37 @@ def create_app(state: Cafe24ServerState) -> Flask:
         with state._lock:
             return _create_return(state, order_id, request.get_json(silent=True) or {})
 
+    @app.post("/api/v2/admin/orders/<order_id>/cancellation")
+    def create_cancellation(order_id: str) -> Any:
+        with state._lock:
+            return _create_cancellation(state, order_id, request.get_json(silent=True) or {})
+
+    @app.post("/api/v2/admin/orders/<order_id>/exchange")
+    def create_exchange(order_id: str) -> Any:
+        with state._lock:
+            return _create_exchange(state, order_id, request.get_json(silent=True) or {})
+
+    @app.route("/api/v2/admin/orders/<order_id>/memos", methods=["GET", "POST"])
+    def memos(order_id: str) -> Any:
+        if order_id not in state.orders:
+            return _error(404, "No API found or the requested resource does not exist.")
+        if request.method == "GET":
+            return jsonify({"memos": [dict(m) for m in state.memos.get(order_id, [])]})
+        fields = (request.get_json(silent=True) or {}).get("request")
+        content = fields.get("content") if isinstance(fields, dict) else None
+        if not isinstance(content, str) or not content.strip():
+            return _error(422, "content : 필수 항목입니다.")
+        if len(content) > 1000:
+            return _error(422, "content : 최대 1000자까지 입력 가능합니다.")
+        with state._lock:
+            state.next_memo_no += 1
+            memo = {"shop_no": 1, "memo_no": state.next_memo_no, "order_id": order_id,
+                    "created_date": datetime.now(KST).isoformat(timespec="seconds"),
+                    "author_id": "app", "use_customer_inquiry": "F", "attach_type": "O",
+                    "content": content, "starred_memo": "F", "fixed": "F", "product_list": []}
+            state.memos.setdefault(order_id, []).append(memo)
+        return jsonify({"memo": memo}), 201
+
     @app.get("/api/v2/admin/customersprivacy/<member_id>")
     def customer(member_id: str) -> Any:
         if member_id not in state.customers:
@@ -527,6 +570,10 @@ def _embedded(state: Cafe24ServerState, stored: dict[str, Any], embed: set[str])
             order.pop(sub, None)
     if "return" in embed:
         order["return"] = [dict(claim) for claim in state.returns.get(order["order_id"], [])]
+    if "cancellation" in embed:
+        order["cancellation"] = [dict(c) for c in state.cancellations.get(order["order_id"], [])]
+    if "exchange" in embed:
+        order["exchange"] = [dict(c) for c in state.exchanges.get(order["order_id"], [])]
     return order
 
 
@@ -593,6 +640,119 @@ def _create_return(state: Cafe24ServerState, order_id: str, body: dict[str, Any]
     return jsonify({"return": {"shop_no": claim["shop_no"], "order_id": order_id, "status": status,
                                "claim_code": claim_code, "pickup_completed": claim["pickup_completed"],
                                "items": claimed}}), 201
+
+
+#: the item ``order_status`` a cancellation / exchange claim in each status leaves
+CANCELLATION_ITEM_STATUS = {"canceling": "C34", "canceled": "C40"}
+EXCHANGE_ITEM_STATUS = {"accepted": "E10", "exchanged": "E40"}
+
+
+def _claimed_items(order: dict[str, Any], wanted: Any, *, shipped: bool
+                   ) -> tuple[list[dict[str, Any]] | None, Any]:
+    """Cafe24's checks of a claim's ``items``: the claimed entries, or None and the 422."""
+    if not isinstance(wanted, list) or not wanted:
+        return None, _error(422, "items : 필수 항목입니다.")
+    items = {item["order_item_code"]: item for item in order.get("items", [])}
+    for entry in wanted:
+        item = items.get(str((entry or {}).get("order_item_code")))
+        if item is None:
+            return None, _error(422, f"order_item_code : {entry.get('order_item_code')} 품주를 찾을 "
+                                     "수 없습니다.")
+        quantity = entry.get("quantity")
+        unclaimed = int(item["quantity"]) - int(item.get("claim_quantity") or 0)
+        if not isinstance(quantity, int) or quantity < 1 or quantity > unclaimed:
+            return None, _error(422, f"quantity : 처리 가능 수량({unclaimed})을 초과했습니다.")
+        if shipped and item["order_status"] in UNSHIPPED:
+            return None, _error(422, "배송 전 품주는 교환할 수 없습니다.")
+        if not shipped and item["order_status"] not in UNSHIPPED:
+            return None, _error(422, "배송 후 품주는 취소할 수 없습니다. 반품으로 처리하세요.")
+    return [{"order_item_code": str(e["order_item_code"]), "quantity": e["quantity"]}
+            for e in wanted], None
+
+
+def _create_cancellation(state: Cafe24ServerState, order_id: str, body: dict[str, Any]) -> Any:
+    """Create an order cancellation: ``canceled`` completes it (with the refund, and the PG
+    cancel when ``payment_gateway_cancel`` is T), ``canceling`` leaves it being processed."""
+    order = state.orders.get(order_id)
+    if order is None:
+        return _error(404, "No API found or the requested resource does not exist.")
+    fields = body.get("request")
+    if not isinstance(fields, dict):
+        return _error(400, "request is required")
+    status = fields.get("status")
+    if status not in CANCELLATION_ITEM_STATUS:
+        return _error(422, "status : canceled, canceling 중 하나를 입력하세요.")
+    if len(str(fields.get("reason") or "")) > 2000:
+        return _error(422, "reason : 최대 2000자까지 입력 가능합니다.")
+    claimed, problem = _claimed_items(order, fields.get("items"), shipped=False)
+    if problem:
+        return problem
+    state.next_claim_no += 1
+    claim_code = f"C{datetime.now(KST):%Y%m%d}-{state.next_claim_no:07d}"
+    items = {item["order_item_code"]: item for item in order.get("items", [])}
+    refund = Decimal(0)
+    for entry in claimed:
+        item = items[entry["order_item_code"]]
+        item["claim_quantity"] = int(item.get("claim_quantity") or 0) + entry["quantity"]
+        item["order_status"] = CANCELLATION_ITEM_STATUS[status]
+        item["claim_code"] = claim_code
+        refund += (Decimal(str(item["product_price"])) + Decimal(str(item.get("option_price") or 0))
+                   ) * entry["quantity"]
+        if fields.get("recover_inventory") == "T":
+            variant = str(item.get("variant_code"))
+            state.restocked[variant] = state.restocked.get(variant, 0) + entry["quantity"]
+    if all(item["order_status"].startswith("C") for item in order.get("items", [])):
+        order["canceled"] = "T"
+        order["cancel_date"] = datetime.now(KST).isoformat(timespec="seconds")
+    claim = {"shop_no": int(body.get("shop_no", 1)), "order_id": order_id,
+             "claim_code": claim_code, "claim_reason_type": fields.get("claim_reason_type"),
+             "claim_reason": fields.get("reason"), "status": status,
+             "recover_inventory": fields.get("recover_inventory", "F"), "undone": "F",
+             "items": claimed}
+    state.cancellations.setdefault(order_id, []).append(claim)
+    if status == "canceled":
+        state.refunds.append({"order_id": order_id, "refund_code": claim_code,
+                              "refund_amount": f"{refund:.2f}", "currency": order.get("currency"),
+                              "payment_gateway_cancel": fields.get("payment_gateway_cancel", "F")})
+    return jsonify({"cancellation": {"shop_no": claim["shop_no"], "order_id": order_id,
+                                     "status": status, "claim_code": claim_code,
+                                     "items": claimed}}), 201
+
+
+def _create_exchange(state: Cafe24ServerState, order_id: str, body: dict[str, Any]) -> Any:
+    """Create an order exchange of shipped items (``same_product`` T: the same items again)."""
+    order = state.orders.get(order_id)
+    if order is None:
+        return _error(404, "No API found or the requested resource does not exist.")
+    fields = body.get("request")
+    if not isinstance(fields, dict):
+        return _error(400, "request is required")
+    status = fields.get("status")
+    if status not in EXCHANGE_ITEM_STATUS:
+        return _error(422, "status : accepted, exchanged 중 하나를 입력하세요.")
+    if fields.get("same_product") not in ("T", "F"):
+        return _error(422, "same_product : 필수 항목입니다.")
+    claimed, problem = _claimed_items(order, fields.get("items"), shipped=True)
+    if problem:
+        return problem
+    state.next_claim_no += 1
+    claim_code = f"B{datetime.now(KST):%Y%m%d}-{state.next_claim_no:07d}"
+    items = {item["order_item_code"]: item for item in order.get("items", [])}
+    for entry in claimed:
+        item = items[entry["order_item_code"]]
+        item["claim_quantity"] = int(item.get("claim_quantity") or 0) + entry["quantity"]
+        item["order_status"] = EXCHANGE_ITEM_STATUS[status]
+        item["claim_code"] = claim_code
+    claim = {"shop_no": int(body.get("shop_no", 1)), "order_id": order_id,
+             "claim_code": claim_code, "status": status,
+             "same_product": fields.get("same_product"), "undone": "F",
+             "items": [dict(e, exchange_variant_code=None) for e in claimed]}
+    state.exchanges.setdefault(order_id, []).append(claim)
+    return jsonify({"exchange": {"shop_no": claim["shop_no"], "order_id": order_id,
+                                 "status": status, "claim_code": claim_code,
+                                 "items": claim["items"],
+                                 "exchanged_items": [{"order_item_code": e["order_item_code"]}
+                                                     for e in claimed]}}), 201
 
 
 def _scripttag_error(fields: Any, *, creating: bool) -> str | None:

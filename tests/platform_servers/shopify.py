@@ -7,7 +7,10 @@ the ScriptTag resource (``script_tags.json``, ``script_tags/{id}.json``), ``them
 operations the adapter sends (``currentAppInstallation`` with its app-data metafields, and
 ``metafieldsSet``; for a claim's settlement the ``order`` look-up, ``suggestedRefund``,
 ``refundCreate`` with ``@idempotent``, ``returnableFulfillments`` and ``returnCreate``, see
-:mod:`tests.platform_servers.shopify_settlement`), recognised by their root field rather than parsed.
+:mod:`tests.platform_servers.shopify_settlement`; for an order action ``orderCancel`` and the
+replacement's ``draftOrders``, ``draftOrderCreate`` and ``draftOrderComplete``, see
+:mod:`tests.platform_servers.shopify_order_actions`), recognised by their root field rather than
+parsed.
 
 It speaks the documented protocol as far as the adapter uses it: ``/admin/api/{version}/...`` paths, the
 ``X-Shopify-Access-Token`` header (401 with Shopify's error body without it), ``status=open`` as the
@@ -55,6 +58,7 @@ from urllib.parse import quote, urlencode
 from flask import Flask, Response, redirect, request
 from werkzeug.serving import make_server
 
+from tests.platform_servers import shopify_order_actions
 from tests.platform_servers.shopify_orders import OrdersFake
 from tests.platform_servers.shopify_settlement import FakeOrder, SettlementFake
 
@@ -291,6 +295,10 @@ def create_app(state: ShopifyAdminState) -> Flask:
             listed = state.graphql_orders.handle(query, variables)
         if listed is not None:
             return answer(listed)
+        with state.lock:
+            acted = shopify_order_actions.handle(state.settlement, version, query, variables)
+        if acted is not None:
+            return answer(acted)
         with state.lock:
             settled = state.settlement.handle(version, query, variables)
         if settled is not None:

@@ -55,6 +55,9 @@ class FakeLine:
     refunded: int = 0
     returned: int = 0
     restocked: int = 0
+    #: the product variant (None: a custom item) and title, for the order actions
+    variant_id: int | None = None
+    title: str = ""
 
     @property
     def fulfillment_line_item_id(self) -> str:
@@ -85,6 +88,12 @@ class FakeOrder:
     #: every ``RefundInput`` / ``ReturnInput`` accepted, for the tests
     refund_inputs: list[dict[str, Any]] = field(default_factory=list)
     return_inputs: list[dict[str, Any]] = field(default_factory=list)
+    #: what the order actions read and change (:mod:`.shopify_order_actions`)
+    cancelled_at: str | None = None
+    email: str | None = None
+    customer_id: int | None = None
+    shipping_address: dict[str, Any] | None = None
+    cancel_inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def gid(self) -> str:
@@ -103,6 +112,9 @@ class SettlementFake:
     next_id: int = 900000000
     #: how many refundCreate mutations actually refunded (replays excluded)
     refunds_created: int = 0
+    #: draft orders by GraphQL id, and the orders completed drafts became (order actions)
+    draft_orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    placed_orders: list[dict[str, Any]] = field(default_factory=list)
 
     def add_order(self, order_id: int, *, currency: str = "USD", name: str | None = None,
                   lines: list[tuple[int, int, str]] = (), paid: str | None = None,

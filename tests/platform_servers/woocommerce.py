@@ -23,6 +23,11 @@ a created refund is 201, is listed in the order's ``refunds`` ``{id, reason, tot
 restocks its lines' products when ``api_restock`` (``restocked``) and marks a fully refunded order
 ``refunded``.
 
+For the order actions: ``PUT /orders/<id>`` (``status``, ``meta_data`` merged by key; moving to
+``cancelled`` puts the lines back in stock), ``POST /orders`` (``line_items``, ``parent_id``,
+``status``, ``set_paid``, ``billing``, ``shipping``, ``meta_data``), ``GET /orders?parent=<id>``
+and ``GET``/``POST /orders/<id>/notes`` (``note``, ``customer_note``).
+
 The key-generation flow (``includes/class-wc-auth.php``): ``GET /wc-auth/v1/authorize`` checks the
 five required parameters, the scope and that ``callback_url`` is https (``wp_die`` with 401
 otherwise) and shows the grant page of a logged-in shop manager, whose Approve link is
@@ -85,8 +90,13 @@ class FakeWooCommerce:
     #: refunds by order id, in creation order (``GET /orders/<id>/refunds`` lists newest first)
     refunds: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     next_refund_id: int = 700
-    #: units put back in stock per product id by refunds with ``api_restock``
+    #: units put back in stock per product id by refunds with ``api_restock``, and by orders
+    #: moved to ``cancelled`` (``wc_maybe_increase_stock_levels``)
     restocked: dict[int, int] = field(default_factory=dict)
+    #: order notes by order id, and the orders created through the API (replacements)
+    notes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    next_note_id: int = 300
+    created_orders: list[int] = field(default_factory=list)
     #: WooCommerce > Settings > General > Number of decimals (0 for KRW or JPY stores)
     price_decimals: int = 2
     #: False imitates a gateway without automatic refunds (cash on delivery, bank transfer)
@@ -163,7 +173,39 @@ def create_app(site: FakeWooCommerce) -> Flask:
                 and args.get("dates_are_gmt") == "true" and not args.get("include")):
             return _modified_listing(site)
         orders = [o for o in site.orders.values() if o.get("status") != "trash"]
+        if args.get("parent"):
+            parents = {int(p) for p in args["parent"].split(",") if p.strip().isdigit()}
+            orders = [o for o in orders if o.get("parent_id") in parents]
         return _collection(site, orders, dated=True)
+
+    @app.post(f"{API}/orders")
+    def create_order() -> Response | tuple[Response, int]:
+        with site.lock:
+            return _create_order(site, request.get_json(silent=True) or {})
+
+    @app.put(f"{API}/orders/<int:order_id>")
+    def update_order(order_id: int) -> Response | tuple[Response, int]:
+        with site.lock:
+            return _update_order(site, order_id, request.get_json(silent=True) or {})
+
+    @app.route(f"{API}/orders/<int:order_id>/notes", methods=["GET", "POST"])
+    def order_notes(order_id: int) -> Response | tuple[Response, int]:
+        if order_id not in site.orders:
+            return _error("woocommerce_rest_order_invalid_id", "Invalid order ID.", 404)
+        if request.method == "GET":
+            return jsonify(list(reversed(site.notes.get(order_id, []))))
+        data = request.get_json(silent=True) or {}
+        if not isinstance(data.get("note"), str) or not data["note"].strip():
+            return _error("woocommerce_rest_missing_callback_param",
+                          "Missing parameter(s): note", 400)
+        with site.lock:
+            site.next_note_id += 1
+            now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+            note = {"id": site.next_note_id, "author": "ccms", "date_created": now,
+                    "date_created_gmt": now, "note": data["note"],
+                    "customer_note": bool(data.get("customer_note", False))}
+            site.notes.setdefault(order_id, []).append(note)
+        return jsonify(note), 201
 
     @app.get(f"{API}/customers")
     def list_customers() -> Response | tuple[Response, int]:
@@ -422,6 +464,97 @@ def _create_refund(site: FakeWooCommerce, order_id: int,
     if amount == remaining:
         order["status"] = "refunded"
     return jsonify(refund), 201
+
+
+#: the order statuses ``PUT /orders/<id>`` accepts (``wc_get_order_statuses`` without ``wc-``)
+ORDER_STATUSES = frozenset({"pending", "processing", "on-hold", "completed", "cancelled",
+                            "refunded", "failed", "checkout-draft"})
+
+
+def _merge_meta(current: list[dict[str, Any]], given: Any) -> list[dict[str, Any]]:
+    """``meta_data`` entries update the entry with the same key, else are added."""
+    merged = [dict(m) for m in current]
+    for entry in given or []:
+        if not isinstance(entry, dict) or "key" not in entry:
+            continue
+        found = next((m for m in merged if m.get("key") == entry["key"]), None)
+        if found is not None:
+            found["value"] = entry.get("value")
+        else:
+            merged.append({"id": 9500 + len(merged), "key": entry["key"],
+                           "value": entry.get("value")})
+    return merged
+
+
+def _update_order(site: FakeWooCommerce, order_id: int,
+                  data: dict[str, Any]) -> Response | tuple[Response, int]:
+    """``PUT /orders/<id>``: ``status`` and ``meta_data`` (what the order actions write); moving
+    to ``cancelled`` puts the lines back in stock, as WooCommerce does."""
+    order = site.orders.get(order_id)
+    if order is None or order.get("status") == "trash":
+        return _error("woocommerce_rest_shop_order_invalid_id", "Invalid ID.", 404)
+    status = data.get("status")
+    if status is not None and status not in ORDER_STATUSES:
+        return _error("rest_invalid_param", "Invalid parameter(s): status", 400)
+    if status == "cancelled" and order.get("status") != "cancelled":
+        for line in order.get("line_items", []):
+            product = int(line.get("variation_id") or line.get("product_id") or 0)
+            site.restocked[product] = site.restocked.get(product, 0) + int(line["quantity"])
+    if status is not None:
+        order["status"] = status
+    if "meta_data" in data:
+        order["meta_data"] = _merge_meta(order.get("meta_data") or [], data["meta_data"])
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    order["date_modified"] = order["date_modified_gmt"] = now
+    site._by_modified = None
+    return jsonify(order)
+
+
+def _create_order(site: FakeWooCommerce, data: dict[str, Any]) -> Response | tuple[Response, int]:
+    """``POST /orders``: an order from ``line_items`` (``product_id``, ``variation_id``,
+    ``quantity``, ``subtotal``, ``total``), ``parent_id``, ``status``, ``set_paid``, ``billing``,
+    ``shipping``, ``customer_id``, ``customer_note``, ``meta_data``."""
+    lines = data.get("line_items")
+    if not isinstance(lines, list) or not lines:
+        return _error("woocommerce_rest_required_product_reference", "Product ID or SKU is "
+                      "required.", 400)
+    status = data.get("status", "pending")
+    if status not in ORDER_STATUSES:
+        return _error("rest_invalid_param", "Invalid parameter(s): status", 400)
+    parent = int(data.get("parent_id") or 0)
+    if parent and parent not in site.orders:
+        return _error("woocommerce_rest_invalid_order_id", "Invalid parent order ID.", 400)
+    order_id = max(site.orders, default=100) + 1
+    items, total = [], Decimal(0)
+    for i, line in enumerate(lines):
+        try:
+            product, quantity = int(line["product_id"]), int(line.get("quantity") or 1)
+            line_total = _decimal(line.get("total", "0"))
+        except (InvalidOperation, KeyError, TypeError, ValueError):
+            return _error("woocommerce_rest_required_product_reference",
+                          "Product ID or SKU is required.", 400)
+        items.append({"id": order_id * 10 + i + 1, "name": f"Product {product}",
+                      "product_id": product, "variation_id": int(line.get("variation_id") or 0),
+                      "quantity": quantity, "subtotal": _fmt(site, _decimal(line.get("subtotal",
+                                                                                         "0"))),
+                      "total": _fmt(site, line_total), "taxes": [], "meta_data": []})
+        total += line_total
+    order = make_order(order_id, status=status, total=_fmt(site, total),
+                       customer_id=int(data.get("customer_id") or 0),
+                       modified=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+                       parent_id=parent, currency=data.get("currency") or "EUR",
+                       shipping_total=_fmt(site, Decimal(0)), line_items=items,
+                       customer_note=data.get("customer_note") or "",
+                       meta_data=_merge_meta([], data.get("meta_data")),
+                       date_paid=None, date_paid_gmt=None, created_via="rest-api")
+    for part in ("billing", "shipping"):
+        if isinstance(data.get(part), dict):
+            order[part] = dict(order[part], **data[part])
+    if data.get("set_paid"):
+        order["date_paid"] = order["date_paid_gmt"] = order["date_modified_gmt"]
+    site.add_orders(order)
+    site.created_orders.append(order_id)
+    return jsonify(order), 201
 
 
 #: ``orderby`` values of ``WC_REST_CRUD_Controller::get_collection_params``

@@ -142,7 +142,7 @@ def test_sample_verifies_identifies_and_normalizes(adapter: Cafe24Adapter, name:
     events = adapter.normalize(identity.topic, body)
     if isinstance(expected, tuple):
         _, order_id = expected
-        changed, fetch = events
+        changed, fetch, *claims = events  # the return's reason in 90027: tests/voc_intake
         assert isinstance(changed, OrderChanged)
         assert changed.order.platform_order_id == order_id
         assert changed.order.complete is False
@@ -176,7 +176,7 @@ def test_korean_text_and_delivered_status_survive(adapter: Cafe24Adapter) -> Non
     [changed, _] = adapter.normalize("90024", body)
     assert changed.order.customer_name == "홍길동"
     assert changed.order.fulfillment_status is FulfillmentStatus.DELIVERED
-    [changed, _] = adapter.normalize("90027", read_sample("cafe24", "order-return-status-changed-90027"))
+    [changed, *_] = adapter.normalize("90027", read_sample("cafe24", "order-return-status-changed-90027"))
     assert changed.order.customer.name == "홍길동"
 
 

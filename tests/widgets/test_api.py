@@ -558,10 +558,15 @@ def test_a_complaint_becomes_a_voc_item_and_one_email(widget, runtime, shop, ord
 
     run_worker(runtime)
     run_worker(runtime)
-    assert len(smtp_server.messages) == 1
+    # the merchant hears of it once, and the shopper gets the acknowledgement once
+    recipients = [envelope.rcpt_tos[0] for envelope, _ in smtp_server.messages]
+    assert len(recipients) == len(set(recipients)) == 2
     with runtime.db.session() as s:
-        [message] = s.scalars(select(OutboundMessage)).all()
-    assert message.status is OutboundStatus.SENT and "Order:       #1001" in message.body
+        sent = {m.idempotency_key.split(":")[0]: m for m in s.scalars(select(OutboundMessage))}
+    assert set(sent) == {"voc-created", "voc-ack"}
+    assert all(m.status is OutboundStatus.SENT for m in sent.values())
+    assert "Order:       #1001" in sent["voc-created"].body
+    assert sent["voc-ack"].recipient == item.contact_email and item.reference in sent["voc-ack"].body
 
 
 def test_an_order_is_linked_only_when_the_contact_matches(widget, runtime, orders):
@@ -591,9 +596,10 @@ def test_shopper_text_is_stored_verbatim_and_only_ever_answered_as_json(widget, 
                                              "contact": "shopper@example.com"})
     assert lookup.mimetype == "application/json" and b"<script>" not in lookup.data
     run_worker(runtime)
-    [(mail, _)] = smtp_server.messages
-    assert b"text/html" not in mail.original_content and b"Content-Type: text/plain" in \
-        mail.original_content
+    assert len(smtp_server.messages) == 2  # the merchant's notice and the acknowledgement
+    for mail, _ in smtp_server.messages:
+        assert b"text/html" not in mail.original_content and b"Content-Type: text/plain" in \
+            mail.original_content
 
 
 # --------------------------------------------------------------------------------------------------

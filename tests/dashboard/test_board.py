@@ -1,0 +1,40 @@
+"""The owner's board page: metrics.board's figures drawn as inline SVG, today's voices verbatim
+and escaped; and the chart geometry itself."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from ccms_addon.dashboard import charts
+from ccms_addon.store.models import VocItem, utcnow
+from tests.dashboard.conftest import new_item
+
+
+def test_the_board_shows_todays_voices_breaches_and_charts(runtime, signed_in, team):
+    late = new_item(runtime, team.shop_ids[0], body='<img src=x onerror="alert(1)"> late & lost')
+    new_item(runtime, team.shop_ids[1], body="Lovely", subject="<b>Thanks</b>")
+    with runtime.db.session() as s:
+        s.get(VocItem, late.id).respond_due_at = utcnow() - timedelta(hours=5)
+    answer = signed_in("owner").get("/dashboard/board")
+    assert answer.status_code == 200
+    html = answer.get_data(as_text=True)
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; late &amp; lost" in html
+    assert "&lt;b&gt;Thanks&lt;/b&gt;" in html and "<img src=x" not in html
+    assert re.search(r'<span class="kpi-value">2</span><span class="kpi-label">new voices', html)
+    assert f"/dashboard/items/{late.id}" in html and "5." in html  # overdue by ~5 h
+    assert html.count("<svg ") >= 2 and "<rect class=\"kind-complaint\"" in html
+    assert "Delivery" in html  # the top category, by its label
+
+
+def test_chart_geometry():
+    assert [charts.nice_ceiling(v) for v in (0, 0.7, 3, 7, 12, 260)] == [1, 1, 5, 10, 20, 500]
+    chart = charts.stacked_bars("v", ["a", "b"], {"x": [2, 0], "y": [2, 5]}, [("x", "X")])
+    tallest = max(r.height for r in chart.rects if r.css == "y")
+    assert len(chart.rects) == 3 and chart.y_ticks[-1].text == "5"
+    assert tallest == round((charts.HEIGHT - charts.TOP - charts.BOTTOM), 1)
+    line = charts.line_chart("t", ["a", "b", "c"], {"m": [1.0, None, 3.0]}, [("m", "M")])
+    assert len(line.lines[0].segments) == 2  # a day without a value breaks the line
+    assert charts.line_chart("t", ["a"], {"m": [None]}, []).empty
+    bars = charts.horizontal_bars("r", [("x", 50.0), ("y", 25.0)], top=100, unit="%")
+    assert [v[2] for v in bars.values] == ["50%", "25%"]
