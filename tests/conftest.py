@@ -170,3 +170,18 @@ def make_shop(runtime):
                                           **kwargs)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright, one per test session: every folder's browser tests
+    share it (a second sync Playwright in one process refuses to start)."""
+    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

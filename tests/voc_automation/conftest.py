@@ -19,7 +19,7 @@ from ccms_addon.store.models import (Merchant, OutboundMessage, Shop, StaffRole,
                                      VocEvent, VocItem, VocKind)
 from ccms_addon.voc.intake import NewVocItem, record_voc_item
 from ccms_addon.voc.service import VocDesk
-from tests.browser.conftest import browser, live_server  # noqa: F401 — shared fixtures
+from tests.browser.conftest import live_server  # noqa: F401 — shared fixture
 
 SENDER = "care@ccms.test"
 PUBLIC_URL = "https://care.example.test"
