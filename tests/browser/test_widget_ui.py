@@ -9,6 +9,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from ccms_addon.store.models import VocItem
@@ -141,7 +142,8 @@ def test_keyboard_opens_traps_focus_and_escape_returns_it(live_server, shop_key,
     page.keyboard.press("Escape")
     page.get_by_role("dialog").wait_for(state="hidden")
     assert page.evaluate(FOCUS_ON_LAUNCHER)
-    assert launcher(page).get_attribute("aria-expanded") == "false"
+    # set when the closing transition ends: waited for, not read at once
+    expect(launcher(page)).to_have_attribute("aria-expanded", "false", timeout=2000)
 
 
 def test_page_api_opens_the_form_prefilled(live_server, shop_key, page):
