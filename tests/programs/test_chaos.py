@@ -1,11 +1,12 @@
-"""Exactly once under failure: a real worker process is SIGKILLed (with its work-horse) while it
-sends follow-ups to a loopback SMTP server that is slow to answer, and Redis is flushed; after the
+"""Exactly once under failure: a real worker process is SIGKILLed (with its work-horse), or stopped
+by two SIGTERMs (RQ's warm then cold shutdown, which kills the work-horse), while it sends follow-ups to a loopback SMTP server that is slow to answer, and Redis is flushed; after the
 sweeps and a new worker, every due follow-up reached the server exactly once."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import sys
 import threading
 import time
@@ -60,8 +61,9 @@ def sink():
     controller.stop()
 
 
+@pytest.mark.parametrize("stop", ["sigkill", "double_sigterm"])
 def test_a_killed_worker_and_a_flushed_redis_send_every_follow_up_once(
-        runtime, settings, program, sync_order, sink, redis_conn, tmp_path):
+        runtime, settings, program, sync_order, sink, redis_conn, tmp_path, stop):
     program(ProgramKind.FOLLOW_UP, NO_QUIET_HOURS)
     sync_order(*[order_record(str(1000 + i)) for i in range(MESSAGES)])
     with runtime.db.engine.begin() as conn:
@@ -82,7 +84,13 @@ def test_a_killed_worker_and_a_flushed_redis_send_every_follow_up_once(
             assert time.monotonic() < deadline, processes.log_tail()
             time.sleep(0.02)
         time.sleep(0.07)  # most likely inside the server's slow 250: mid-send
-        Processes.kill_now(first)
+        if stop == "sigkill":
+            Processes.kill_now(first)
+        else:  # an impatient operator: Ctrl-C twice
+            first.send_signal(signal.SIGTERM)
+            time.sleep(0.02)
+            first.send_signal(signal.SIGTERM)
+            first.wait(timeout=30)
         redis_conn.flushdb()  # and every job RQ still held is gone
 
         later = utcnow() + timedelta(hours=1)
