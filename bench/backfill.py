@@ -46,11 +46,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from loadgen import raise_exit  # noqa: E402 — a sibling script
 from ccms_addon import sync  # noqa: E402
 from ccms_addon.config import Settings  # noqa: E402
 from ccms_addon.platforms import OrderPage  # noqa: E402
@@ -357,10 +359,6 @@ def run_platform(console: Console, runtime, platform: str, db: str, address: dic
                   both_sleep.total)
 
 
-def _raise_exit(signum, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
 def cpu_busy(seconds: float = 1.0) -> float:
     """Share of the machine's CPU time spent busy over ``seconds`` (from /proc/stat)."""
     def sample():
@@ -406,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"{args.orders:,} orders per platform ({', '.join(platforms)}); stores: "
                   f"{', '.join(dbs)}; {os.cpu_count()} CPUs, machine "
                   f"{cpu_busy():.0%} busy before the run")
-    signal.signal(signal.SIGTERM, _raise_exit)  # a kill still stops the platforms, drops the db
+    signal.signal(signal.SIGTERM, raise_exit)  # a kill still stops the platforms, drops the db
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     child = context.Process(target=serve_platforms, args=(args.orders, platforms, theirs),

@@ -43,7 +43,7 @@ from sqlalchemy import (BigInteger, Boolean, Column, Integer, MetaData, Numeric,
                         create_engine, event, func, select, text)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from webhooks import CpuAccount, _raise_exit, wait_for_quiet  # noqa: E402 — a sibling script
+from loadgen import CpuAccount, raise_exit, wait_for_quiet  # noqa: E402 — a sibling script
 
 from ccms_addon.config import Settings
 from ccms_addon.platforms import (CustomerRecord, FinancialStatus, FulfillmentStatus,
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.duplicates:.0%} in-batch duplicates), 2 lines and a customer each "
                   f"(~{work.customers:,} customers), {work.batches} batches of {work.batch}; "
                   f"{os.cpu_count()} CPUs")
-    signal.signal(signal.SIGTERM, _raise_exit)  # clean up the scratch files on a kill too
+    signal.signal(signal.SIGTERM, raise_exit)  # clean up the scratch files on a kill too
     busy = wait_for_quiet(console, args.quiet_wait)
     console.print(f"machine {busy:.0%} busy before the run"
                   f"{' [yellow](other work is running: figures will be low)[/yellow]' if busy > .15 else ''}")
