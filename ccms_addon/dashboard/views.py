@@ -19,7 +19,7 @@ from ccms_addon.runtime import Runtime
 from ccms_addon.staff import MIN_PASSWORD, authenticate, ensure_owner
 from ccms_addon.store.models import (Shop, Staff, VocItem, VocKind, VocSeverity, VocStatus,
                                      utcnow)
-from ccms_addon.voc.inbox import BadCursor, InboxFilter, count_items, list_items
+from ccms_addon.voc.inbox import COUNT_LIMIT, BadCursor, InboxFilter, count_items, list_items
 from ccms_addon.voc.service import VocActionError, VocDesk, actor_for, staff_can
 from ccms_addon.voc.settings import voc_settings
 from ccms_addon.widgets.settings import widget_settings
@@ -360,7 +360,11 @@ def inbox():
             try:
                 rows, next_cursor = list_items(session, current.shop_ids, query, limit=PAGE_SIZE,
                                                cursor=data["cursor"])
-                total = count_items(session, current.shop_ids, query)
+                if next_cursor is None and not data["cursor"]:
+                    total = len(rows)  # one page holds them all: nothing more to count
+                else:  # a capped count: a common word in a big shop must not read every item
+                    counted = count_items(session, current.shop_ids, query, limit=COUNT_LIMIT)
+                    total = f"{COUNT_LIMIT:,}+" if counted > COUNT_LIMIT else counted
             except BadCursor:
                 errors = {"cursor": ["form.error.cursor"]}
     kept = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]

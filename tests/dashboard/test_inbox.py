@@ -147,3 +147,17 @@ def test_bulk_goes_back_to_the_inbox_it_came_from_only(signed_in, scene):
     assert 'href="/dashboard/inbox?kind=praise"' in answer.get_data(as_text=True)
     answer = _bulk(board, [scene["late"].id], "acknowledge", return_to="https://evil.example/")
     assert "evil.example" not in answer.get_data(as_text=True)
+
+
+def test_a_long_inbox_counts_up_to_a_cap(signed_in, runtime, team, monkeypatch):
+    import ccms_addon.dashboard.views as views
+    monkeypatch.setattr(views, "PAGE_SIZE", 2)
+    monkeypatch.setattr(views, "COUNT_LIMIT", 3)
+    for n in range(3):
+        new_item(runtime, team.shop_ids[0], body=f"item {n}")
+    client = signed_in("agent")
+    assert "3 items" in client.get("/dashboard/inbox").get_data(as_text=True)  # counted exactly
+    new_item(runtime, team.shop_ids[0], body="one more")
+    assert "3+ items" in client.get("/dashboard/inbox").get_data(as_text=True)  # capped
+    one_page = client.get("/dashboard/inbox", query_string={"q": "one more"})
+    assert "1 items" in one_page.get_data(as_text=True)  # a single page needs no count
