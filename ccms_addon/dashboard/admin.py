@@ -61,16 +61,8 @@ def widget_settings_page(shop_id: int):
 @requires("admin")
 def save_widget_settings(shop_id: int):
     shop = _shop_or_404(shop_id)
-    submitted = widget_form(request.form)
-    try:
-        loaded = WidgetSettingsSchema().load(submitted)
-    except ValidationError as exc:
-        return _widget_page(shop, submitted, 422, flat_errors(exc.messages))
-    stored = WidgetSettingsSchema().dump(loaded)
-    with runtime().db.session() as session:
-        row = session.get(Shop, shop.id)
-        row.settings = {**(row.settings or {}), "widget": stored}
-    return redirect(url_for(".widget_settings_page", shop_id=shop.id, saved=1), 303)
+    return _save_section(shop, "widget", WidgetSettingsSchema(), widget_form(request.form),
+                         _widget_page, ".widget_settings_page")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -95,16 +87,21 @@ def voc_settings_page(shop_id: int):
 @requires("admin")
 def save_voc_settings(shop_id: int):
     shop = _shop_or_404(shop_id)
-    submitted = voc_form(request.form)
+    return _save_section(shop, "voc", VocSettingsSchema(), voc_form(request.form), _voc_page,
+                         ".voc_settings_page")
+
+
+def _save_section(shop, section: str, schema, submitted: dict, render, endpoint: str):
+    """Validate one settings document; store it under ``Shop.settings[section]`` and go back to
+    its page, or show the form again with the errors beside their fields (422, nothing saved)."""
     try:
-        loaded = VocSettingsSchema().load(submitted)
+        loaded = schema.load(submitted)
     except ValidationError as exc:
-        return _voc_page(shop, submitted, 422, flat_errors(exc.messages))
-    stored = VocSettingsSchema().dump(loaded)
+        return render(shop, submitted, 422, flat_errors(exc.messages))
     with runtime().db.session() as session:
         row = session.get(Shop, shop.id)
-        row.settings = {**(row.settings or {}), "voc": stored}
-    return redirect(url_for(".voc_settings_page", shop_id=shop.id, saved=1), 303)
+        row.settings = {**(row.settings or {}), section: schema.dump(loaded)}
+    return redirect(url_for(endpoint, shop_id=shop.id, saved=1), 303)
 
 
 # --------------------------------------------------------------------------------------------------
