@@ -262,6 +262,10 @@ def programs_create(shop_id: int, program_file) -> None:
             raise click.ClickException(str(exc)) from None
         click.echo(json.dumps({"program_id": program.id, "kind": program.kind.value,
                                "version": 1}))
+    from ccms_addon.programs.collections import enqueue_refresh, named_collections
+    if named_collections(data["terms"]) and enqueue_refresh(runtime, shop_id):
+        console.print("A worker is reading the program's collections from the platform; "
+                      f"`ccms-addon programs collections --shop {shop_id}` reads them now.")
 
 
 @programs.command("list")
@@ -297,12 +301,58 @@ def programs_enroll(shop_id: int, since) -> None:
         _shop_or_fail(session, shop_id)
         from ccms_addon.programs.enrollment import active_programs
         total = count_candidates(session, shop_id, since) * len(active_programs(session, shop_id))
+        from ccms_addon.programs.collections import collection_states, program_collections
+        unread = [c["id"] for c in collection_states(session, shop_id,
+                                                      program_collections(session, shop_id))
+                  if c["synced_at"] is None]
+    if unread:  # a guarantee by collection covers nothing until its members are known
+        _read_collections(runtime, shop_id, unread)
     with Progress(console=console, transient=False) as progress:
         task = progress.add_task("enrolling", total=total or None)
         enrolled = backfill(runtime.db, shop_id, since=since,
                             progress=lambda n: progress.advance(task, n))
         progress.update(task, completed=total)
     click.echo(json.dumps({"shop_id": shop_id, "enrolled": enrolled}))
+
+
+@programs.command("collections")
+@click.option("--shop", "shop_id", required=True, type=int, help="The shop's id.")
+@click.option("--collection", "collection_ids", multiple=True,
+              help="A collection (category) id; default: every one the active programs name.")
+def programs_collections(shop_id: int, collection_ids: tuple[str, ...]) -> None:
+    """Read now, from the platform, which products the collections of the shop's guarantees
+    hold (a worker does it when a program is saved, and daily)."""
+    from ccms_addon.programs.collections import program_collections
+    runtime = _runtime()
+    with runtime.db.session() as session:
+        _shop_or_fail(session, shop_id)
+        collection_ids = collection_ids or program_collections(session, shop_id)
+    if not collection_ids:
+        raise click.ClickException("the shop's active programs name no collection")
+    results = _read_collections(runtime, shop_id, collection_ids)
+    if any(r.outcome != "synced" for r in results):
+        raise SystemExit(1)
+
+
+def _read_collections(runtime, shop_id: int, collection_ids):
+    """Read each collection with a progress bar; print what changed, one JSON line each."""
+    from rich.progress import Progress
+
+    from ccms_addon.programs.collections import sync_collection
+    results = []
+    with Progress(console=console, transient=False) as progress:
+        for collection_id in collection_ids:
+            task = progress.add_task(f"collection {collection_id}", total=None)
+            result = sync_collection(runtime, shop_id, collection_id,
+                                     progress=lambda n, t=task: progress.advance(t, n))
+            progress.update(task, total=result.products or 1, completed=result.products or 1)
+            results.append(result)
+    for result in results:
+        click.echo(json.dumps({"collection": result.collection_id, "outcome": result.outcome,
+                               "title": result.title, "products": result.products,
+                               "added": result.added, "removed": result.removed,
+                               "detail": result.detail}, ensure_ascii=False))
+    return results
 
 
 # ---------------------------------------------------------------------------------------- processes

@@ -448,6 +448,22 @@ class CursorInvalidError(PlatformError):
 
 
 @dataclass(frozen=True)
+class CollectionPage:
+    """One page of the products in a collection, from
+    :meth:`PlatformAdapter.list_collection_products`: the platform's product ids (as order lines
+    carry them in ``product_id``), the collection's title where the platform gives it, and the
+    cursor of the next page (None on the last)."""
+
+    product_ids: tuple[str, ...] = ()
+    title: str | None = None
+    next_cursor: str | None = None
+
+
+class CollectionNotFoundError(PlatformError):
+    """The platform knows no collection (category) with that id in this shop."""
+
+
+@dataclass(frozen=True)
 class WidgetInjection:
     """How the widget's loader was put on the shop's storefront pages."""
 
@@ -742,6 +758,16 @@ class PlatformAdapter(Protocol):
         later), plus :class:`CursorInvalidError` when ``cursor`` can no longer be continued.
         Orders may repeat across pages (the store's upsert makes a repeat a no-op); an order
         updated while the listing runs may be missed, which the next reconciliation covers.
+        """
+
+    def list_collection_products(self, shop: ShopContext, collection_id: str, *,
+                                 cursor: str | None) -> CollectionPage:
+        """One page of the products in a collection a guarantee names: a Shopify collection
+        (custom or smart), a Cafe24 category, a WooCommerce product category.
+
+        The first call passes ``cursor=None``; each next call the previous page's
+        ``next_cursor`` until it is None. Pacing and errors as :meth:`list_orders`, plus
+        :class:`CollectionNotFoundError` when the shop has no such collection.
         """
 
     def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:

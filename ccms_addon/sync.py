@@ -172,7 +172,7 @@ def _broadcast(runtime: Runtime, shop_id: int, changes: list[repository.OrderCha
                                      created=change.created)
 
 
-def _shop_and_adapter(runtime: Runtime, shop_id: int) -> tuple[Shop, PlatformAdapter]:
+def installed_shop_and_adapter(runtime: Runtime, shop_id: int) -> tuple[Shop, PlatformAdapter]:
     with runtime.db.session() as session:
         shop = session.get(Shop, shop_id)
         if shop is None:
@@ -206,7 +206,7 @@ def backfill_orders(runtime: Runtime, shop_id: int, since: datetime | None = Non
     ``stop_after_pages`` ends the run early, resumable (tests and benchmarks).
     """
     since = since.astimezone(timezone.utc) if since is not None else None
-    shop, adapter = _shop_and_adapter(runtime, shop_id)
+    shop, adapter = installed_shop_and_adapter(runtime, shop_id)
     owner = uuid.uuid4().hex
     status = SyncProgress(shop_id)
     cursor = _claim(runtime, shop_id, since, owner, restart, status)
@@ -407,7 +407,7 @@ def reconcile(runtime: Runtime, shop_id: int, *, now: datetime | None = None,
     ``last_reconciled_at`` moves to this run's start only when every page was read."""
     started = now or utcnow()
     try:
-        shop, adapter = _shop_and_adapter(runtime, shop_id)
+        shop, adapter = installed_shop_and_adapter(runtime, shop_id)
     except SyncError as exc:
         return ReconcileResult(shop_id, "skipped", detail=str(exc))
     state = sync_state(shop)

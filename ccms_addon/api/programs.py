@@ -16,6 +16,7 @@ from ccms_addon.api.auth import require_shop
 from ccms_addon.money import format_amount
 from ccms_addon.programs import claims as claim_service
 from ccms_addon.programs import service
+from ccms_addon.programs.collections import collection_states, enqueue_refresh, named_collections
 from ccms_addon.programs.schemas import ProgramCreateSchema
 from ccms_addon.store.models import (Claim, ClaimStatus, Enrollment, Program, ProgramStatus,
                                      ProgramVersion, VocItem)
@@ -23,6 +24,16 @@ from ccms_addon.store.models import (Claim, ClaimStatus, Enrollment, Program, Pr
 bp = Blueprint("programs", __name__, url_prefix="/api/v1",
                description="After-sale programs (guarantees, follow-ups) and guarantee claims")
 bp.before_request(require_shop)
+
+
+class CollectionStateSchema(Schema):
+    id = fields.String()
+    title = fields.String(allow_none=True)
+    products = fields.Integer(allow_none=True, metadata={"description": "members at the last read"})
+    synced_at = fields.AwareDateTime(allow_none=True, metadata={
+        "description": "the last complete read (null: not read yet; guarantees cover its "
+                       "products once it is)"})
+    error = fields.String(allow_none=True, metadata={"description": "why the last read failed"})
 
 
 class ProgramSchema(Schema):
@@ -33,6 +44,8 @@ class ProgramSchema(Schema):
     version = fields.Integer()
     terms = fields.Dict()
     enrollments = fields.Integer()
+    collections = fields.List(fields.Nested(CollectionStateSchema), metadata={
+        "description": "the collections the terms name, as last read from the platform"})
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
 
@@ -104,6 +117,8 @@ def _program_out(session, program: Program) -> dict:
     return dict(id=program.id, kind=program.kind.value, name=program.name,
                 status=program.status.value,
                 version=version.version, terms=version.terms, enrollments=count,
+                collections=collection_states(session, program.shop_id,
+                                              named_collections(version.terms)),
                 created_at=program.created_at, updated_at=program.updated_at)
 
 
@@ -122,14 +137,24 @@ def list_programs():
 def create_program(data):
     """Create a program (version 1 of its terms). Orders fulfilled from now on enroll; run
     ``ccms-addon programs enroll --since`` for past orders."""
-    with _runtime().db.session() as session:
+    runtime = _runtime()
+    with runtime.db.session() as session:
         try:
             program = service.create_program(session, g.shop_id, kind=data["kind"],
                                              name=data["name"], terms=data["terms"],
                                              status=data["status"], actor="api")
         except service.ProgramNameTakenError as exc:
             abort(409, message=str(exc))
-        return _program_out(session, program)
+        program_id = program.id
+    return _saved(runtime, program_id, data["terms"])
+
+
+def _saved(runtime, program_id: int, terms: dict) -> dict:
+    """After the commit: a worker reads the collections the terms name; the answer shows them."""
+    if named_collections(terms):
+        enqueue_refresh(runtime, g.shop_id)
+    with runtime.db.session() as session:
+        return _program_out(session, service.get_program(session, g.shop_id, program_id))
 
 
 @bp.get("/programs/<id:program_id>")
@@ -149,7 +174,8 @@ def get_program(program_id: int):
 @bp.alt_response(404, description="No such program in this shop")
 def update_program(data, program_id: int):
     """Change the status and/or the terms (new terms become the next version)."""
-    with _runtime().db.session() as session:
+    runtime = _runtime()
+    with runtime.db.session() as session:
         program = service.get_program(session, g.shop_id, program_id)
         if program is None:
             abort(404, message="No such program.")
@@ -161,7 +187,8 @@ def update_program(data, program_id: int):
                       messages={"json": {"terms": exc.messages}})
         if "status" in data:
             program.status = ProgramStatus(data["status"])
-        return _program_out(session, program)
+        terms = service.current_terms(session, program).terms
+    return _saved(runtime, program_id, terms)
 
 
 @bp.get("/claims")

@@ -22,6 +22,7 @@ from sqlalchemy import or_, select, update
 from ccms_addon import outbox
 from ccms_addon.jobs.notify import sweep_unnotified
 from ccms_addon.programs.claims import sweep_due_settlements
+from ccms_addon.programs.collections import refresh_due as refresh_due_collections
 from ccms_addon.programs.enrollment import sweep_unenrolled
 from ccms_addon.programs.scheduler import schedule_due
 from ccms_addon.sync import RECONCILE_SWEEP_INTERVAL, reconcile_due
@@ -138,6 +139,8 @@ class Dispatcher:
                 ("settlements", NOTIFY_SWEEP_INTERVAL, lambda: sweep_due_settlements(runtime)),
                 ("enrollments", ENROLLMENT_SWEEP_INTERVAL, lambda: sweep_unenrolled(runtime.db)),
                 ("reconciliation", RECONCILE_SWEEP_INTERVAL, lambda: reconcile_due(runtime)),
+                ("collections", RECONCILE_SWEEP_INTERVAL,
+                 lambda: refresh_due_collections(runtime)),
                 ("acknowledgements", NOTIFY_SWEEP_INTERVAL, lambda: sweep_unacknowledged(runtime)),
                 ("escalations", ESCALATION_SWEEP_INTERVAL, lambda: sweep_escalations(runtime)),
                 ("order actions", NOTIFY_SWEEP_INTERVAL, lambda: sweep_order_actions(runtime)),

@@ -27,6 +27,7 @@ from ccms_addon.platforms import (PlatformError, PlatformUnavailableError, Retur
                                   SettlementRequest)
 from ccms_addon.programs import templates
 from ccms_addon.programs.schedule import add_months
+from ccms_addon.programs.collections import covered_products, named_collections
 from ccms_addon.programs.enrollment import line_covered
 from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue
 from ccms_addon.runtime import Runtime, current
@@ -103,8 +104,10 @@ def _band_percent(terms: dict, anchor: datetime, event_date: datetime) -> Decima
 
 
 def assess(kind: ProgramKind, terms: dict, enrollment: Enrollment | None, order: Order,
-           order_lines: list[OrderLine], request: ClaimRequest, now: datetime) -> Assessment:
-    """Check a claim against the terms the order was enrolled under. Pure: reads, writes nothing."""
+           order_lines: list[OrderLine], request: ClaimRequest, now: datetime,
+           in_collections: frozenset[str] = frozenset()) -> Assessment:
+    """Check a claim against the terms the order was enrolled under. Pure: reads, writes nothing.
+    ``in_collections``: the order's products that were in the terms' collections at enrollment."""
     reasons: list[str] = []
     if enrollment is None:
         reasons.append("not_enrolled")
@@ -112,13 +115,13 @@ def assess(kind: ProgramKind, terms: dict, enrollment: Enrollment | None, order:
         reasons.append("enrollment_cancelled")
     rules = terms.get("products") or {}
     by_id = {line.platform_line_id: line for line in order_lines}
-    wanted = request.lines or tuple(ReturnLine(line.platform_line_id, line.quantity)
-                                    for line in order_lines
-                                    if line_covered(rules, line.product_id, line.sku))
+    wanted = request.lines or tuple(
+        ReturnLine(line.platform_line_id, line.quantity) for line in order_lines
+        if line_covered(rules, line.product_id, line.sku, in_collections))
     chosen: list[ReturnLine] = []
     for want in wanted:
         line = by_id.get(want.platform_line_id)
-        if line is None or not line_covered(rules, line.product_id, line.sku):
+        if line is None or not line_covered(rules, line.product_id, line.sku, in_collections):
             reasons.append(f"line_not_covered:{want.platform_line_id}")
         elif not 1 <= want.quantity <= line.quantity:
             reasons.append(f"quantity_too_high:{want.platform_line_id}")
@@ -178,7 +181,13 @@ def submit_claim(runtime: Runtime, shop_id: int, request: ClaimRequest) -> tuple
         enrollment, terms = found if found else (None, {})
         lines = list(session.scalars(select(OrderLine).where(OrderLine.shop_id == shop_id,
                                                              OrderLine.order_id == order.id)))
-        assessment = assess(request.kind, terms, enrollment, order, lines, request, now)
+        in_collections = frozenset()
+        if enrollment is not None and named_collections(terms):
+            in_collections = covered_products(session, shop_id, named_collections(terms),
+                                              (line.product_id for line in lines),
+                                              as_of=enrollment.created_at)
+        assessment = assess(request.kind, terms, enrollment, order, lines, request, now,
+                            in_collections)
         shop = session.get(Shop, shop_id)
         ack_hours = ack_promise_hours(shop)
         order_number, currency = order.number, order.currency

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ccms_addon.platforms import FinancialStatus, FulfillmentStatus
+from ccms_addon.programs.collections import covered_products, named_collections
 from ccms_addon.programs.schedule import add_months, shopper_timezone, step_due_at
 from ccms_addon.store.repository import (driver_values, load_rows, stage_columns, stage_table,
                                          staged_connection)
@@ -61,20 +62,26 @@ def active_programs(session: Session, shop_id: int) -> list[ActiveProgram]:
     return [ActiveProgram(*row) for row in rows]
 
 
-def covers(terms: dict, lines: Iterable[tuple[str | None, str | None]]) -> bool:
-    """True when a guarantee's product rules cover at least one of ``(product_id, sku)``."""
+def covers(terms: dict, lines: Iterable[tuple[str | None, str | None]],
+           in_collections: frozenset[str] = frozenset()) -> bool:
+    """True when a guarantee's product rules cover at least one of ``(product_id, sku)``;
+    ``in_collections``: the line products found in the collections the rules name."""
     rules = terms.get("products") or {}
-    return any(line_covered(rules, product_id, sku) for product_id, sku in lines)
+    return any(line_covered(rules, product_id, sku, in_collections) for product_id, sku in lines)
 
 
-def line_covered(rules: dict, product_id: str | None, sku: str | None) -> bool:
+def line_covered(rules: dict, product_id: str | None, sku: str | None,
+                 in_collections: frozenset[str] = frozenset()) -> bool:
+    """Exclusions first; no inclusion rule at all covers every product; else any rule that
+    matches (a product id, a SKU, a SKU prefix, a collection) covers the line."""
     if product_id and product_id in (rules.get("exclude_product_ids") or ()):
         return False
     product_ids, skus = rules.get("product_ids") or (), rules.get("skus") or ()
     prefixes = rules.get("sku_prefixes") or ()
-    if not (product_ids or skus or prefixes):
+    if not (product_ids or skus or prefixes or rules.get("collection_ids")):
         return True
-    return bool((product_id and product_id in product_ids) or (sku and sku in skus)
+    return bool((product_id and (product_id in product_ids or product_id in in_collections))
+                or (sku and sku in skus)
                 or (sku and any(sku.startswith(p) for p in prefixes)))
 
 
@@ -111,6 +118,12 @@ def enroll_orders(session: Session, shop_id: int, order_ids: Sequence[int], *,
                 .where(OrderLine.shop_id == shop_id,
                        OrderLine.order_id.in_([o.id for o in orders]))):
             lines.setdefault(order_id, []).append((product_id, sku))
+    # the line products found in the collections each program names (the members fetched last)
+    in_collections = {
+        program.id: covered_products(session, shop_id, named_collections(program.terms),
+                                     (p for order_lines in lines.values()
+                                      for p, _ in order_lines))
+        for program in programs if named_collections(program.terms)}
     conn = staged_connection(session, ENROLLMENT_STAGE)
     time = driver_values(conn.dialect.name).time
     rows, plans = [], {}
@@ -119,8 +132,9 @@ def enroll_orders(session: Session, shop_id: int, order_ids: Sequence[int], *,
         tz = shopper_timezone(order.country_code, shop.timezone or "UTC")
         locale = order.locale or shop.locale or "en"
         for program in programs:
-            if program.kind is not ProgramKind.FOLLOW_UP and not covers(program.terms,
-                                                                        lines.get(order.id, ())):
+            if program.kind is not ProgramKind.FOLLOW_UP and not covers(
+                    program.terms, lines.get(order.id, ()),
+                    in_collections.get(program.id, frozenset())):
                 continue
             rows.append((program.id, program.version_id, order.id, time(anchor),
                          time(window_end(program.kind, program.terms, anchor)), tz, locale))

@@ -93,17 +93,17 @@ def warm_up(runtime: Runtime) -> None:
     Outbox(runtime).warm_up()
 
 
-def send_follow_ups(follow_up_ids: list[int]) -> dict[int, str]:
+def send_follow_ups(follow_up_ids: list[int], *, now: datetime | None = None) -> dict[int, str]:
     """RQ job. What happened to each: ``sent``, ``pending`` (the outbox retries), ``skipped``,
     ``cancelled``, ``postponed``, ``not_due``, ``missing``… One follow-up's failure (a store
     error) fails the job after the others had their turn; RQ's retry then redoes only what is
-    not done (each one is idempotent)."""
+    not done (each one is idempotent). ``now``: the clock, for tests that run a job at its time."""
     sender = FollowUpSender(current())
     outcomes: dict[int, str] = {}
     failed: Exception | None = None
     for follow_up_id in follow_up_ids:
         try:
-            outcomes[follow_up_id] = sender.run(follow_up_id)
+            outcomes[follow_up_id] = sender.run(follow_up_id, now=now)
         except Exception as exc:  # noqa: BLE001 — the rest of the batch still gets its turn
             log.exception("follow-up %s could not be sent", follow_up_id)
             failed = failed or exc

@@ -103,6 +103,12 @@ class EligibleProductsSchema(_Strict):
                                load_default=list, validate=validate.Length(max=100))
     exclude_product_ids = fields.List(fields.String(validate=validate.Length(max=64)),
                                       load_default=list, validate=validate.Length(max=1000))
+    #: Shopify collection ids (custom or smart), Cafe24 category numbers, WooCommerce product
+    #: category ids: their members are read from the platform (``programs.collections``)
+    collection_ids = fields.List(fields.String(validate=validate.Regexp(
+        r"^[0-9A-Za-z_-]{1,64}$", error="A collection id is the platform's id of it "
+                                         "(digits, e.g. 841564295).")),
+        load_default=list, validate=validate.Length(max=50))
 
 
 class _TermsSchema(_Strict):

@@ -599,6 +599,48 @@ class Enrollment(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class ProductCollection(Base):
+    """A platform's grouping of products a guarantee may name: a Shopify collection, a Cafe24
+    category, a WooCommerce product category. Its members are fetched through the admin API when a
+    program names it and refreshed daily (``ccms_addon.programs.collections``)."""
+
+    __tablename__ = "product_collections"
+    __table_args__ = (UniqueConstraint("shop_id", "platform_collection_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    platform_collection_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(255))
+    product_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: the last complete fetch of its members (None: never fetched)
+    synced_at: Mapped[datetime | None]
+    #: the last fetch, complete or failed
+    attempted_at: Mapped[datetime | None]
+    #: why the last fetch failed (None after a success)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CollectionMember(Base):
+    """A product's time in a collection. A refresh that no longer finds it sets ``removed_at``
+    instead of deleting the row, so a claim is judged by the membership its order was enrolled
+    under, whatever the merchant moved since."""
+
+    __tablename__ = "collection_members"
+    __table_args__ = (Index("ix_collection_members_shop_product", "shop_id", "product_id"),
+                      Index("uq_collection_members_current", "collection_id", "product_id",
+                            unique=True, sqlite_where=text("removed_at IS NULL"),
+                            postgresql_where=text("removed_at IS NULL")))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    collection_id: Mapped[int] = mapped_column(ForeignKey("product_collections.id",
+                                                          ondelete="CASCADE"))
+    product_id: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+
 class FollowUp(Base):
     """One message of a program's sequence for one enrollment: SQL is the record of truth."""
 

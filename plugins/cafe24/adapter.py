@@ -48,6 +48,7 @@ from ccms_addon.platforms import (
     OrderCancelled,
     OrderChanged,
     OrderLineRecord,
+    CollectionPage,
     OrderPage,
     OrderRecord,
     OrdersNeedFetch,
@@ -66,7 +67,7 @@ from ccms_addon.platforms import (
     load_json,
 )
 
-from . import install, order_actions, schemas, settlement, sync, widget
+from . import collections, install, order_actions, schemas, settlement, sync, widget
 from .client import (DEFAULT_TIMEOUT, MAX_RETRIES, Cafe24Client, Sleep, fresh_shop,
                      reauthorizer)
 
@@ -561,6 +562,14 @@ class Cafe24Adapter:
         developer center (Cafe24 signs with the app's webhook key: no per-shop secret)."""
         with self._client(shop) as client:
             return install.register_webhooks(client, webhook_url)
+
+    def list_collection_products(self, shop: ShopContext, collection_id: str, *,
+                                 cursor: str | None) -> CollectionPage:
+        """A category's products (Cafe24 files products in categories), in one page; see
+        :mod:`.collections`."""
+        with self._client(shop) as client:
+            return collections.list_collection_products(client, collection_id,
+                                                        self._shop_no(shop))
 
     def verify_session_token(self, token: str, settings: Mapping[str, str]) -> str:
         """Cafe24 apps open in their own window: there is no embedded admin session token."""

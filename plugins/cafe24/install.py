@@ -21,7 +21,9 @@ What Cafe24 documents (Cafe24 REST API, Admin, "Authentication"; developers.cafe
 * scopes are ``mall.read_*`` / ``mall.write_*`` per resource, separated by spaces (the OAuth guide):
   orders (``mall.read_order``, ``mall.write_order`` for returns), customers and their private
   data (``mall.read_customer``, ``mall.read_privacy``), the app's script tags and webhook setting
-  (``mall.read_application``, ``mall.write_application``), the store (``mall.read_store``);
+  (``mall.read_application``, ``mall.write_application``), the store (``mall.read_store``),
+  products and categories for guarantees that name categories (``mall.read_product``,
+  ``mall.read_category``);
 * webhooks are not subscribed through the API: the app's events and its webhook URL are chosen in
   the developer center (Apps > the app > Webhook); per mall the API only reads and switches the
   reception on (``GET``/``PUT /api/v2/admin/webhooks/setting``, ``reception_status`` T/F, scopes
@@ -44,7 +46,8 @@ from .client import AUTHORIZE_PATH, Cafe24Client, oauth_client, token_credential
 
 #: what the app asks for when ``CCMS_CAFE24_SCOPES`` is unset
 DEFAULT_SCOPES = ("mall.read_application mall.write_application mall.read_order mall.write_order "
-                  "mall.read_customer mall.read_privacy mall.read_store")
+                  "mall.read_customer mall.read_privacy mall.read_store mall.read_product "
+                  "mall.read_category")
 #: the events the adapter handles, to choose in the developer center
 WEBHOOK_EVENTS = (90023, 90024, 90025, 90026, 90027, 90029, 90032, 90071, 90072, 90073, 90074,
                   90077, 90080, 90147, 90160)

@@ -44,6 +44,7 @@ from ccms_addon.platforms import (
     OrderCancelled,
     OrderChanged,
     OrderLineRecord,
+    CollectionPage,
     OrderPage,
     OrderActionRequest,
     OrderActionResult,
@@ -63,7 +64,7 @@ from ccms_addon.platforms import (
     load_json,
 )
 
-from . import install, order_actions, schemas, settlement, sync, widget
+from . import collections, install, order_actions, schemas, settlement, sync, widget
 from .client import DEFAULT_API_VERSION, ShopifyAdminClient
 
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
@@ -245,6 +246,13 @@ class ShopifyAdapter:
         with ShopifyAdminClient.for_shop(shop, sleep=self._sleep) as client:
             return sync.list_orders(shop, client, updated_since=updated_since, cursor=cursor,
                                     sleep=self._sleep, clock=self._clock)
+
+    def list_collection_products(self, shop: ShopContext, collection_id: str, *,
+                                 cursor: str | None) -> CollectionPage:
+        """GraphQL ``collection.products`` (custom and smart collections); see
+        :mod:`.collections`."""
+        return collections.list_collection_products(shop, collection_id, cursor,
+                                                    sleep=self._sleep, clock=self._clock)
 
     # ---- the storefront widget ------------------------------------------------------------------
 

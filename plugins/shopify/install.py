@@ -60,9 +60,12 @@ from ccms_addon.platforms import (InstallError, InstallRequest, InstallResult, P
 from .client import DEFAULT_BASE_URL, ShopifyAdminClient, oauth_client, token_credentials
 
 #: what the app asks for when ``CCMS_SHOPIFY_SCOPES`` is unset: orders and customers (the
-#: webhooks and fetches), refunds and returns (claims), themes and script tags (the widget)
-DEFAULT_SCOPES = ("read_orders,write_orders,read_customers,read_returns,write_returns,"
-                  "read_themes,write_script_tags")
+#: webhooks and fetches) with ``read_all_orders`` (without it the Admin API shows only the last
+#: 60 days, and ``sync orders --since`` could not read history; Shopify grants it to apps that
+#: request it in the Partner dashboard), refunds and returns (claims), products (the collections
+#: a guarantee names), themes and script tags (the widget)
+DEFAULT_SCOPES = ("read_orders,read_all_orders,write_orders,read_customers,read_returns,"
+                  "write_returns,read_products,read_themes,write_script_tags")
 #: seconds a signed Shopify request's ``timestamp`` may be off (Shopify's library: 90)
 HMAC_TIMESTAMP_TOLERANCE = 90
 #: seconds of clock skew allowed on a session token's ``exp`` / ``nbf`` (Shopify's library: 10)
@@ -249,11 +252,18 @@ def _truthy(value: str | None, default: bool) -> bool:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
+#: asked for, but an install goes on without them: ``read_all_orders`` is granted only to apps
+#: Shopify approved for it; without it the add-on reads the last 60 days of orders
+OPTIONAL_SCOPES = frozenset({"read_all_orders"})
+
+
 def missing_scopes(requested: Sequence[str], granted: str) -> list[str]:
-    """Requested scopes the grant lacks; a ``write_x`` grant includes ``read_x``."""
+    """Requested scopes the grant lacks, but :data:`OPTIONAL_SCOPES`; a ``write_x`` grant
+    includes ``read_x``."""
     have = {s.strip() for s in granted.split(",") if s.strip()}
     return [s for s in requested
-            if s not in have and not (s.startswith("read_") and "write_" + s[5:] in have)]
+            if s not in have and s not in OPTIONAL_SCOPES
+            and not (s.startswith("read_") and "write_" + s[5:] in have)]
 
 
 def complete_install(shop_domain: str, request: InstallRequest, *, callback_url: str,

@@ -500,6 +500,28 @@ class CostPacer:
             _buckets[self.shop] = bucket
 
 
+def paced_query(client: ShopifyAdminClient, pacer: CostPacer, text: str,
+                variables: Mapping[str, Any], *, expected_cost: float, sleep: Sleep) -> dict:
+    """One GraphQL operation, after waiting for its points; a THROTTLED answer is retried after
+    the wait Shopify's cost figures imply (a few times, then ``ShopifyThrottledError``)."""
+    for attempt in range(1, THROTTLED_ATTEMPTS + 1):
+        pacer.wait_for(expected_cost)
+        try:
+            data = client.graphql(text, variables)
+        except ShopifyThrottledError as exc:
+            pacer.record(exc.cost)
+            if attempt == THROTTLED_ATTEMPTS:
+                raise
+            wait = min(max(exc.wait + SAFETY_WAIT, 0.5), WAIT_CAP)
+            log.info("Shopify throttled a query of %s (attempt %d): waiting %.2fs",
+                     pacer.shop, attempt, wait)
+            sleep(wait)
+            continue
+        pacer.record(client.last_cost)
+        return data
+    raise AssertionError("unreachable")
+
+
 # --------------------------------------------------------------------------------------------------
 # The listing
 # --------------------------------------------------------------------------------------------------
@@ -520,22 +542,8 @@ class OrderLister:
     # -- GraphQL with pacing and THROTTLED retries --------------------------------------------
 
     def query(self, text: str, variables: Mapping[str, Any], *, expected_cost: float) -> dict:
-        for attempt in range(1, THROTTLED_ATTEMPTS + 1):
-            self.pacer.wait_for(expected_cost)
-            try:
-                data = self.client.graphql(text, variables)
-            except ShopifyThrottledError as exc:
-                self.pacer.record(exc.cost)
-                if attempt == THROTTLED_ATTEMPTS:
-                    raise
-                wait = min(max(exc.wait + SAFETY_WAIT, 0.5), WAIT_CAP)
-                log.info("Shopify throttled a query of %s (attempt %d): waiting %.2fs",
-                         self.shop.domain, attempt, wait)
-                self.sleep(wait)
-                continue
-            self.pacer.record(self.client.last_cost)
-            return data
-        raise AssertionError("unreachable")
+        return paced_query(self.client, self.pacer, text, variables, expected_cost=expected_cost,
+                           sleep=self.sleep)
 
     # -- pages mode --------------------------------------------------------------------------------
 

@@ -40,9 +40,9 @@ from ccms_addon.platforms import (CanonicalEvent, CustomerChanged, CustomerRecor
                                   UnknownTopicError, WebhookRequest, WidgetInjection, load_json)
 from ccms_addon.platforms import (InstallRequest, InstallResult, SessionTokenUnsupportedError,
                                   WebhookRegistration)
-from ccms_addon.platforms import OrderActionRequest, OrderActionResult
+from ccms_addon.platforms import CollectionPage, OrderActionRequest, OrderActionResult
 
-from . import install, order_actions, settlement, sync, widget
+from . import collections, install, order_actions, settlement, sync, widget
 from .client import MAX_PER_PAGE, WooCommerceClient
 from .schemas import (WooCommerceCustomerPayloadSchema, WooCommerceDeletedPayloadSchema,
                       WooCommerceDeliverySchema, WooCommerceOrderPayloadSchema)
@@ -238,6 +238,13 @@ class WooCommerceAdapter:
         keyed by modification time rather than page numbers; see :mod:`.sync`."""
         with self._client(shop) as client:
             return sync.list_orders(shop, client, updated_since=updated_since, cursor=cursor)
+
+    def list_collection_products(self, shop: ShopContext, collection_id: str, *,
+                                 cursor: str | None) -> CollectionPage:
+        """A product category's products (WooCommerce has no collections); see
+        :mod:`.collections`."""
+        with self._client(shop) as client:
+            return collections.list_collection_products(client, collection_id, cursor)
 
     def inject_widget(self, shop: ShopContext, loader_url: str, widget_key: str) -> WidgetInjection:
         """WooCommerce cannot take the widget remotely: the WordPress plugin's zip and the

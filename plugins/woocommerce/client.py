@@ -99,7 +99,7 @@ class WooCommerceClient(AdminApiClient):
             response = self.send("GET", resource, params={**params, "per_page": MAX_PER_PAGE,
                                                           "page": page})
             yield self._json_list(response, resource)
-            total_pages = _total_pages(response)
+            total_pages = wp_total_pages(response)
             page += 1
 
     def _json_list(self, response: requests.Response, resource: str) -> list[dict[str, Any]]:
@@ -109,7 +109,7 @@ class WooCommerceClient(AdminApiClient):
         return body
 
 
-def _total_pages(response: requests.Response) -> int:
+def wp_total_pages(response: requests.Response) -> int:
     try:
         return max(int(response.headers.get("X-WP-TotalPages", "1")), 1)
     except ValueError:

@@ -262,9 +262,21 @@ def test_fewer_scopes_than_asked_are_refused(runtime, browser, shopify):
 
 
 def test_write_scope_implies_read(runtime, browser, shopify):
-    shopify.state.granted_scope = ("write_orders,read_customers,write_returns,read_themes,"
-                                   "write_script_tags")
+    shopify.state.granted_scope = ("write_orders,read_customers,write_returns,write_products,"
+                                   "read_themes,write_script_tags")
     assert install_shopify(browser).status_code == 302
+
+
+def test_an_app_not_approved_for_read_all_orders_still_installs(runtime, browser, shopify):
+    """``read_all_orders`` is asked for (history beyond 60 days) but Shopify grants it only to
+    apps it approved: without it the shop is installed and its granted scopes recorded."""
+    shopify.state.granted_scope = ("read_orders,write_orders,read_customers,read_returns,"
+                                   "write_returns,read_products,read_themes,write_script_tags")
+    assert install_shopify(browser).status_code == 302
+    [authorize] = [r for r in shopify.state.oauth_requests if r["path"].endswith("/authorize")]
+    assert "read_all_orders" in authorize["args"]["scope"].split(",")
+    shop = stored_shop(runtime, "shopify", SHOP)
+    assert "read_all_orders" not in shop.settings["granted_scopes"]
 
 
 def test_shopify_unreachable_during_the_exchange_is_502(runtime, browser, shopify):

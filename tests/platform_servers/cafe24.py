@@ -111,6 +111,8 @@ class Cafe24ServerState:
     exchanges: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     memos: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     next_memo_no: int = 0
+    #: categories by number: {"category_name", "product_nos"} (display group 1, in display order)
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: OAuth: the app's secret, the mall, the codes issued (code → (time, redirect_uri)), the
     #: current refresh token, when the current access token expires (time.time; None: never)
     client_secret: str = "cafe24-test-client-secret"
@@ -320,6 +322,34 @@ def create_app(state: Cafe24ServerState) -> Flask:
             response.headers.setdefault("X-Cafe24-Call-Usage",
                                         f"{100 * level / state.bucket_max:.2f}")
         return response
+
+    @app.get("/api/v2/admin/categories/<category_no>")
+    def category(category_no: str) -> Any:
+        found = state.categories.get(category_no)
+        if found is None:
+            return _error(404, "No API found for the category number.")
+        return {"category": {"shop_no": int(request.args.get("shop_no", 1)),
+                             "category_no": int(category_no), "category_depth": 1,
+                             "parent_category_no": 1, "category_name": found["category_name"],
+                             "display_type": "A", "use_display": "T"}}
+
+    @app.get("/api/v2/admin/categories/<category_no>/products")
+    def category_products(category_no: str) -> Any:
+        """``display_group`` is required (1 the ordinary list, 2 recommended, 3 new); ``limit``
+        up to 50,000."""
+        if request.args.get("display_group") not in ("1", "2", "3"):
+            return _error(422, "display_group is a required parameter.")
+        limit = int(request.args.get("limit", 50000))
+        if not 1 <= limit <= 50000:
+            return _error(422, "limit must be between 1 and 50000.")
+        found = state.categories.get(category_no)
+        if found is None:
+            return _error(404, "No API found for the category number.")
+        nos = found["product_nos"] if request.args["display_group"] == "1" else []
+        return {"products": [{"shop_no": 1, "product_no": int(no), "sequence_no": i + 1,
+                              "auto_sort": False, "fixed_sort": False, "not_for_sale": "F",
+                              "display_group": 1}
+                             for i, no in enumerate(nos[:limit])]}
 
     @app.get("/api/v2/admin/orders")
     def orders() -> Any:

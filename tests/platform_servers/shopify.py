@@ -134,6 +134,8 @@ class ShopifyAdminState:
     clock: Callable[[], float] = time.monotonic
     #: GraphQL ``orders`` with cost-based throttling, and bulk operations (:mod:`.shopify_orders`)
     graphql_orders: OrdersFake = field(default_factory=OrdersFake)
+    #: collections by numeric id: {"title", "product_ids"} (GraphQL ``collection(id:)``)
+    collections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def token_valid(self, token: str | None) -> bool:
         """The initial token, or one the token endpoint issued that has not expired."""
@@ -303,6 +305,9 @@ def create_app(state: ShopifyAdminState) -> Flask:
             settled = state.settlement.handle(version, query, variables)
         if settled is not None:
             return answer(settled)
+        if "collection(id:" in query:
+            with state.lock:
+                return answer(_collection_products(state, variables))
         if "webhookSubscriptionCreate" in query:
             with state.lock:
                 return answer({"data": {"webhookSubscriptionCreate":
@@ -470,6 +475,36 @@ def _subscription_errors(state: "ShopifyAdminState", topic: str, uri: str,
     return []
 
 
+def _collection_products(state: "ShopifyAdminState", variables: dict[str, Any]) -> dict[str, Any]:
+    """``collection(id:) { title products(first:, after:) { pageInfo nodes { legacyResourceId } } }``
+    as the Admin API answers it: ``null`` for an unknown collection, an error for a malformed id,
+    opaque cursors, at most 250 a page, the query's cost in ``extensions``."""
+    gid, first = str(variables.get("id", "")), int(variables.get("first") or 0)
+    match = re.fullmatch(r"gid://shopify/Collection/(\d+)", gid)
+    if match is None:
+        return {"errors": [{"message": f"Invalid global id '{gid}'",
+                            "extensions": {"code": "argumentLiteralsIncompatible"}}]}
+    if not 1 <= first <= 250:
+        return {"errors": [{"message": "The first argument must be between 1 and 250",
+                            "extensions": {"code": "BAD_USER_INPUT"}}]}
+    cost = {"requestedQueryCost": first + 3, "actualQueryCost": first + 3,
+            "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 1997,
+                               "restoreRate": 100.0}}
+    collection = state.collections.get(match.group(1))
+    if collection is None:
+        return {"data": {"collection": None}, "extensions": {"cost": cost}}
+    after = variables.get("after")
+    start = int(base64.b64decode(after).decode().split(":")[1]) if after else 0
+    ids = collection["product_ids"][start:start + first]
+    end = start + len(ids)
+    more = end < len(collection["product_ids"])
+    cursor = base64.b64encode(f"cursor:{end}".encode()).decode()
+    return {"data": {"collection": {"title": collection["title"], "products": {
+        "pageInfo": {"hasNextPage": more, "endCursor": cursor if ids else None},
+        "nodes": [{"legacyResourceId": str(p)} for p in ids]}}},
+        "extensions": {"cost": cost}}
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
@@ -549,6 +584,12 @@ class ShopifyAdminServer:
     def fail_next(self, count: int, status: int = 429, retry_after: str | None = "2.0") -> None:
         """Answer the next ``count`` requests with ``status`` (429 carries ``Retry-After``)."""
         self.state.failures.extend([(status, retry_after)] * count)
+
+    def add_collection(self, collection_id: int | str, title: str,
+                       product_ids: Iterable[int | str]) -> None:
+        """A collection (custom or smart: the API lists both alike) and its products, in order."""
+        self.state.collections[str(collection_id)] = {"title": title,
+                                                      "product_ids": [str(p) for p in product_ids]}
 
     def set_app_embed(self, enabled: bool, *, handle: str = "ccms_widget",
                       comment: bool = True) -> None:

@@ -78,6 +78,10 @@ class FakeWooCommerce:
     consumer_secret: str = "cs_test_9876543210"
     orders: dict[int, dict[str, Any]] = field(default_factory=dict)
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: products ({"id", "name", "categories": [{"id", "name", "slug"}]}) and product categories
+    #: ({"id", "name", "slug", "parent", "count"}) by id
+    products: dict[int, dict[str, Any]] = field(default_factory=dict)
+    categories: dict[int, dict[str, Any]] = field(default_factory=dict)
     #: answer this status to the next ``fail_times`` requests (429 or 503 in the tests)
     fail_status: int = 503
     fail_times: int = 0
@@ -135,6 +139,18 @@ class FakeWooCommerce:
     def fail_next(self, status: int, times: int, retry_after: str | None = None) -> None:
         self.fail_status, self.fail_times, self.retry_after = status, times, retry_after
 
+    def add_category(self, category_id: int, name: str, product_ids: list[int], *,
+                     parent: int = 0) -> None:
+        """A product category and its products (created as needed), as wp-admin would file them."""
+        category = {"id": category_id, "name": name, "slug": name.lower().replace(" ", "-"),
+                    "parent": parent, "count": len(product_ids)}
+        self.categories[category_id] = category
+        for product_id in product_ids:
+            product = self.products.setdefault(product_id, {"id": product_id,
+                                                            "name": f"Product {product_id}",
+                                                            "categories": []})
+            product["categories"].append({k: category[k] for k in ("id", "name", "slug")})
+
 
 def create_app(site: FakeWooCommerce) -> Flask:
     app = Flask(__name__)
@@ -177,6 +193,32 @@ def create_app(site: FakeWooCommerce) -> Flask:
             parents = {int(p) for p in args["parent"].split(",") if p.strip().isdigit()}
             orders = [o for o in orders if o.get("parent_id") in parents]
         return _collection(site, orders, dated=True)
+
+    @app.get(f"{API}/products")
+    def list_products() -> Response | tuple[Response, int]:
+        """``category`` filters by a category and its subcategories (a ``product_cat`` tax
+        query includes children); ``_fields`` keeps only the named fields (the WP REST API's
+        global parameter)."""
+        products = list(site.products.values())
+        if request.args.get("category"):
+            try:
+                wanted = _with_subcategories(site, int(request.args["category"]))
+            except ValueError:
+                return _error("rest_invalid_param", "Invalid parameter(s): category", 400)
+            products = [p for p in products
+                        if any(c["id"] in wanted for c in p.get("categories") or ())]
+        if request.args.get("_fields"):
+            keep = {f.strip() for f in request.args["_fields"].split(",")}
+            products = [{k: v for k, v in p.items() if k in keep} | {"id": p["id"]}
+                        for p in products]
+        return _collection(site, products)
+
+    @app.get(f"{API}/products/categories/<int:category_id>")
+    def get_category(category_id: int) -> Response | tuple[Response, int]:
+        category = site.categories.get(category_id)
+        if category is None:
+            return _error("woocommerce_rest_term_invalid", "Resource does not exist.", 404)
+        return jsonify(category)
 
     @app.post(f"{API}/orders")
     def create_order() -> Response | tuple[Response, int]:
@@ -342,6 +384,17 @@ def create_app(site: FakeWooCommerce) -> Flask:
 
 AUTH_PARAMS = ("app_name", "user_id", "return_url", "callback_url", "scope")
 WEBHOOK_RESOURCES = ("order", "customer", "product", "coupon", "action")
+
+
+def _with_subcategories(site: FakeWooCommerce, category_id: int) -> set[int]:
+    found, frontier = {category_id}, [category_id]
+    while frontier:
+        parent = frontier.pop()
+        children = [c["id"] for c in site.categories.values()
+                    if c.get("parent") == parent and c["id"] not in found]
+        found.update(children)
+        frontier.extend(children)
+    return found
 
 
 def _wp_die(message: str) -> tuple[Response, int]:
