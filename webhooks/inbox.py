@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 #: seconds a shop's webhook identity (id, decrypted secret) is cached in a web process
 SHOP_CACHE_TTL = 30.0
+#: a cached identity whose secret failed to verify is read again at most this often (seconds):
+#: a merchant who reconnected a moment ago has a new secret; a stream of forged deliveries must
+#: not turn into a query each
+REFETCH_INTERVAL = 1.0
 
 #: the columns the inbox writes; the others keep their defaults (NULL)
 _COLUMNS = ("shop_id", "platform", "delivery_id", "topic", "body", "occurred_at", "received_at",
@@ -65,17 +69,20 @@ def insert_statement(dialect_name: str):
 class Inbox:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
+        #: (platform, domain) → (fetched at, identity)
         self._cache: dict[tuple[str, str], tuple[float, ShopIdentity]] = {}
         self._lock = threading.Lock()
 
-    def shop(self, platform: str, domain: str) -> ShopIdentity | None:
+    def shop(self, platform: str, domain: str, *, fresh: bool = False) -> ShopIdentity | None:
         """The shop a delivery is for, whatever its install state (Shopify sends shop/redact to an
-        uninstalled app). Only hits are cached, so a shop added a moment ago is found at once.
+        uninstalled app). Only hits are cached, so a shop added a moment ago is found at once;
+        ``fresh`` reads the store again unless the cached copy is under :data:`REFETCH_INTERVAL`
+        old (the caller's copy failed to verify: its secret may have just been replaced).
         Raises :class:`StoreUnavailable` when the store cannot be asked."""
         key = (platform, domain)
         now = time.monotonic()
         hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and now - hit[0] < (REFETCH_INTERVAL if fresh else SHOP_CACHE_TTL):
             return hit[1]
         try:
             with self.runtime.db.engine.connect() as conn:
@@ -89,7 +96,7 @@ class Inbox:
             if row.webhook_secret_encrypted else None
         identity = ShopIdentity(row.id, secret)
         with self._lock:
-            self._cache[key] = (now + SHOP_CACHE_TTL, identity)
+            self._cache[key] = (now, identity)
         return identity
 
     def store(self, platform: str, shop_id: int, delivery: DeliveryIdentity, body: bytes) -> bool:

@@ -69,11 +69,24 @@ def receive(platform: str):
         count_delivery(platform, REJECTED, UNKNOWN_SHOP)
         return error_response(404, "unknown_shop", "This shop has not installed the add-on.")
     settings = runtime.settings.platform_settings(platform)
-    secrets = adapter.webhook_secrets(settings, shop.webhook_secret)
-    if not (secrets and adapter.sender_allowed(incoming, settings)
-            and adapter.verify(incoming, secrets)):
-        count_delivery(platform, REJECTED, INVALID_SIGNATURE)
-        return error_response(401, "invalid_signature", "The delivery's signature is missing or wrong.")
+
+    def authentic(identity) -> bool:
+        secrets = adapter.webhook_secrets(settings, identity.webhook_secret)
+        return bool(secrets and adapter.sender_allowed(incoming, settings)
+                    and adapter.verify(incoming, secrets))
+
+    if not authentic(shop):
+        # the shop's secret may have changed since it was cached (a WooCommerce reconnect makes
+        # new webhooks with new secrets): read it again, and verify again only if it differs
+        try:
+            again = inbox.shop(platform, domain, fresh=True)
+        except StoreUnavailable:
+            again = None
+        if again is None or again.webhook_secret == shop.webhook_secret or not authentic(again):
+            count_delivery(platform, REJECTED, INVALID_SIGNATURE)
+            return error_response(401, "invalid_signature",
+                                  "The delivery's signature is missing or wrong.")
+        shop = again
     try:
         delivery = adapter.delivery(incoming)
     except PayloadInvalidError as exc:

@@ -228,3 +228,25 @@ def test_a_connection_the_server_closed_is_replaced(client, runtime, shops):
     assert response.status_code == 200 and response.json["status"] == "accepted"
     assert direct_backend() != backend
     assert stored(runtime) == 2
+
+
+def test_a_secret_replaced_a_moment_ago_is_read_again_not_refused_for_the_cache_life(
+        client, runtime, shops, monkeypatch):
+    """A WooCommerce reconnect makes new webhooks with new secrets: the very next delivery,
+    signed with the new one, must not meet the old secret cached in this process."""
+    import ccms_addon.webhooks.inbox as inbox_module
+    from ccms_addon.store.models import Shop
+    body, topic = read_sample("woocommerce", "order-created"), "order.created"
+    assert client.post("/webhooks/woocommerce", data=body,
+                       headers=signed(runtime, "woocommerce", body, topic=topic)).status_code == 200
+    with runtime.db.session() as session:  # what the reconnect stores
+        session.get(Shop, shops["woocommerce"].id).webhook_secret_encrypted = \
+            runtime.box.encrypt("the-new-secret")
+    monkeypatch.setattr(inbox_module, "REFETCH_INTERVAL", 0.0)  # not a second later: at once
+    fresh = client.post("/webhooks/woocommerce", data=body,
+                        headers=signed(runtime, "woocommerce", body, topic=topic,
+                                       secret="the-new-secret"))
+    assert (fresh.status_code, fresh.json.get("status")) == (200, "duplicate"), fresh.json
+    old = client.post("/webhooks/woocommerce", data=body,
+                      headers=signed(runtime, "woocommerce", body, topic=topic))
+    assert old.status_code == 401
