@@ -112,6 +112,22 @@ def shops_add(platform, domain, name, webhook_secret, credentials, shop_settings
     click.echo(json.dumps(result))
 
 
+@shops.command("token")
+@click.option("--shop", "shop_id", required=True, type=int, help="The shop's id.")
+def shops_token(shop_id: int) -> None:
+    """Issue a new merchant-API token for a shop; prints {"shop_id", "api_token"}.
+
+    The previous token stops working at once. Shops installed from an app store get their first
+    token here or on the dashboard's Settings > API access.
+    """
+    from ccms_addon.store import repository
+    runtime = _runtime()
+    with runtime.db.session() as session:
+        shop = _shop_or_fail(session, shop_id)
+        api_token = repository.issue_api_token(session, shop)
+    click.echo(json.dumps({"shop_id": shop_id, "api_token": api_token}))
+
+
 # ------------------------------------------------------------------------------------------ webhooks
 
 

@@ -9,6 +9,7 @@ platform's admin iframe, in Korean, English and Japanese.
                     inline SVG
 - ``reports.py``  — the CSV export and monthly report links (``ccms_addon.voc.reports``)
 - ``admin.py``    — the owner's settings (widget, VOC handling) and staff
+- ``api_access.py`` — the owner issues the shop's merchant-API token (shown once)
 - ``schemas.py``  — the forms (marshmallow); ``i18n.py`` and ``i18n/*.json`` — the words
 
 Roles (``VocDesk.staff_can``): an agent works the inbox and items; a manager also reads the board
@@ -24,5 +25,5 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the dashboard blueprint with every page module's routes."""
-    from . import admin, board, items, reports, views  # noqa: F401 — each adds its routes to bp
+    from . import admin, api_access, board, items, reports, views  # noqa: F401 — each adds its routes to bp
     app.register_blueprint(views.bp)

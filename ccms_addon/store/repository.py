@@ -70,7 +70,7 @@ def create_shop(session: Session, box: SecretBox, *, platform: str, domain: str,
                 webhook_secret: str | None = None, credentials: dict | None = None,
                 settings: dict | None = None) -> NewShop:
     merchant = merchant or Merchant(name=name or domain)
-    api_token = "ccms_" + secrets.token_urlsafe(32)
+    api_token = _new_api_token()
     shop = Shop(merchant=merchant, platform=platform, domain=domain, name=name or domain,
                 widget_key="wk_" + secrets.token_urlsafe(18),
                 api_token_digest=token_digest(api_token),
@@ -80,6 +80,25 @@ def create_shop(session: Session, box: SecretBox, *, platform: str, domain: str,
     session.add(shop)
     session.flush()
     return NewShop(shop, api_token)
+
+
+#: where a shop's settings record when its API token was last issued (ISO 8601, UTC)
+API_TOKEN_ISSUED_AT = "api_token_issued_at"
+
+
+def _new_api_token() -> str:
+    return "ccms_" + secrets.token_urlsafe(32)
+
+
+def issue_api_token(session: Session, shop: Shop) -> str:
+    """A new merchant-API token for ``shop``, to show once: only its digest is stored, and the
+    previous token stops working with this commit (a shop installed from an app store gets its
+    first usable token this way; a leaked one is replaced the same way)."""
+    api_token = _new_api_token()
+    shop.api_token_digest = token_digest(api_token)
+    shop.settings = {**(shop.settings or {}),
+                     API_TOKEN_ISSUED_AT: utcnow().isoformat(timespec="seconds")}
+    return api_token
 
 
 def shop_for_token(session: Session, api_token: str) -> Shop | None:
