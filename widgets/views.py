@@ -37,12 +37,13 @@ from ccms_addon.store.models import (Customer, Order, OrderLine, ProgramKind, Vo
 from ccms_addon.voc.intake import NewVocItem, record_voc_item
 from ccms_addon.widgets.cors import (SECURITY_HEADERS, WIDGET_HEADER, add_cors_headers, preflight,
                                      same_origin)
+from ccms_addon.widgets import ratelimit
 from ccms_addon.widgets.errors import WidgetRequestError
-from ccms_addon.widgets.schemas import (ClaimCreateSchema, ClaimReceiptSchema, FormTokenSchema,
-                                        OrderLookupSchema, RequestLookupSchema,
-                                        RequestStatusSchema, ShopperOrderSchema,
-                                        VocItemCreateSchema, VocReceiptSchema, digits,
-                                        MIN_PHONE_DIGITS)
+from ccms_addon.widgets.schemas import (CONTACT_MAX, ORDER_NUMBER_MAX, ClaimCreateSchema,
+                                        ClaimReceiptSchema, FormTokenSchema, OrderLookupSchema,
+                                        RequestLookupSchema, RequestStatusSchema,
+                                        ShopperOrderSchema, VocItemCreateSchema, VocReceiptSchema,
+                                        digits, MIN_PHONE_DIGITS)
 from ccms_addon.widgets.shops import (SHOPS_EXTENSION, ShopDirectory, WidgetShop, current_runtime,
                                       current_shops)
 from ccms_addon.widgets.tokens import form_token, form_token_problem
@@ -93,19 +94,20 @@ def _guard():
     g.widget_shop = shop
     if shop is None or not shop.active:
         raise WidgetRequestError(404, "unknown_widget", "No shop uses this widget key.")
-    method = request.method
+    environ = request.environ
+    method = environ["REQUEST_METHOD"]
     if method == "GET":  # reads answer any origin; CORS headers decide who may read them
         return None
-    origin = request.headers.get("Origin")
+    origin = environ.get("HTTP_ORIGIN")
     allowed = origin is None or shop.allows(origin) or same_origin(origin)
-    if method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+    if method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ:
         return preflight(origin, allowed)
     if method != "POST":
         return None
     if not allowed:
         raise WidgetRequestError(403, "origin_not_allowed",
                                  "This page's origin is not one of the shop's storefronts.")
-    if request.headers.get(WIDGET_HEADER) != "1":
+    if environ.get(_WIDGET_HEADER_KEY) != "1":
         raise WidgetRequestError(400, "widget_header_required",
                                  f"Writes must carry the header '{WIDGET_HEADER}: 1'.")
     request.max_content_length = MAX_WRITE_BODY
@@ -115,6 +117,10 @@ def _guard():
         raise WidgetRequestError(415, "unsupported_media_type",
                                  "Send the body as Content-Type: application/json.")
     return None
+
+
+#: the WSGI environ's name of the widget header
+_WIDGET_HEADER_KEY = "HTTP_" + WIDGET_HEADER.upper().replace("-", "_")
 
 
 def _too_large() -> WidgetRequestError:
@@ -150,9 +156,18 @@ def contact_matches(given_email: str | None, given_phone: str | None,
                     email: str | None, phone: str | None) -> bool:
     """Email case-insensitively or phone digits-only, compared in constant time; both are always
     compared so a mismatch costs what a match costs."""
-    e_given = (given_email or "").strip().casefold().encode()
+    return _contact_ok(_given_contact(given_email, given_phone), email, phone)
+
+
+def _given_contact(email: str | None, phone: str | None) -> tuple[bytes, bytes]:
+    """The shopper's side of :func:`contact_matches`, normalised once for all candidates."""
+    return (email or "").strip().casefold().encode(), digits(phone).encode()
+
+
+def _contact_ok(given: tuple[bytes, bytes], email: str | None, phone: str | None) -> bool:
+    e_given, p_given = given
     e_have = (email or _NOTHING).strip().casefold().encode()
-    p_given, p_have = digits(given_phone).encode(), (digits(phone) or _NOTHING).encode()
+    p_have = (digits(phone) or _NOTHING).encode()
     email_ok = hmac.compare_digest(e_given, e_have) and bool(e_given)
     phone_ok = hmac.compare_digest(p_given, p_have) and len(p_given) >= MIN_PHONE_DIGITS
     return email_ok or phone_ok
@@ -224,11 +239,15 @@ def _candidate_orders(session, shop_id: int, number: str):
 
 
 def _match_order(rows, email: str | None, phone: str | None):
+    """The first candidate whose order or customer contact matches; every candidate's both are
+    compared (an empty list compares against nothing), so the time does not tell which part was
+    wrong."""
     matched = None
+    given = _given_contact(email, phone)
     for row in rows or [None]:
-        ok = (contact_matches(email, phone, row.email if row else None, row.phone if row else None)
-              | contact_matches(email, phone, row.customer_email if row else None,
-                                row.customer_phone if row else None))
+        ok = (_contact_ok(given, row.email if row else None, row.phone if row else None)
+              | _contact_ok(given, row.customer_email if row else None,
+                            row.customer_phone if row else None))
         if ok and matched is None and row is not None:
             matched = row
     return matched
@@ -346,25 +365,61 @@ def _filled(value: Any) -> bool:
 
 _ORDER_NOT_FOUND = ("not_found", "No order matches this order number and contact.")
 _REQUEST_NOT_FOUND = ("not_found", "No request matches this reference number and contact.")
+#: a lookup's miss, its body and headers built once (the same bytes ``error_response`` writes,
+#: and the headers ``add_cors_headers`` would add but CORS's)
+_ORDER_NOT_FOUND_BODY = error_response(404, *_ORDER_NOT_FOUND).get_data()
+_ORDER_NOT_FOUND_HEADERS = (("Content-Type", "application/json"), ("Vary", "Origin"),
+                            *SECURITY_HEADERS.items())
+
+
+def _lookup_args(data: Any) -> tuple[str, str]:
+    """(order number, contact) as ``OrderLookupSchema`` loads them: checked here for the usual
+    body — exactly those two fields, strings within the schema's bounds that the store can keep,
+    a number that is not blank — and by the schema otherwise (for its 422 and field errors)."""
+    if type(data) is dict and len(data) == 2:
+        number, contact = data.get("order_number"), data.get("contact")
+        if (type(number) is str and type(contact) is str
+                and 0 < len(number) <= ORDER_NUMBER_MAX and 3 <= len(contact) <= CONTACT_MAX
+                and _storable(number) and _storable(contact) and not number.isspace()):
+            return number, contact
+    args = _load(_ORDER_LOOKUP, data)
+    return args["order_number"], args["contact"]
+
+
+def _storable(text: str) -> bool:
+    """What ``schemas.Text`` accepts: no NUL, encodable as UTF-8 (no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @bp.post(f"{PREFIX}/orders/lookup")
 def lookup_order(widget_key: str):
     """Where is my order: the same 404, after the same one query, for "no such order" and for
     "wrong contact" (every candidate is compared, in constant time, whatever matches). The query
-    is a prepared statement on the direct connection (one round trip, no transaction); only a
-    match reads its lines."""
+    is a prepared statement on the direct connection (one round trip, no transaction), run while
+    the rate limit's verdict is on its way (``ratelimit.DEFERRED``); only a match reads its
+    lines, once the verdict allows it."""
     shop: WidgetShop = g.widget_shop
-    args = _load(_ORDER_LOOKUP, _json_body())
-    email, phone = split_contact(args["contact"])
+    number, contact = _lookup_args(_json_body())
+    email, phone = split_contact(contact)
     db = current_runtime().db
-    forms = order_number_forms(args["order_number"])
+    forms = order_number_forms(number)
     forms += forms[-1:] * (3 - len(forms))  # always three parameters: one statement
     rows = db.run("widget.lookup_candidates", _lookup_candidates,
                   {"shop_id": shop.id, "n1": forms[0], "n2": forms[1], "n3": forms[2]})
     matched = _match_order([_Candidate(row) for row in rows], email, phone)
     if matched is None:
-        return error_response(404, *_ORDER_NOT_FOUND)
+        return Response(_ORDER_NOT_FOUND_BODY, 404, _ORDER_NOT_FOUND_HEADERS)
+    refused = ratelimit.settle()
+    if refused is not None:
+        return refused
     lines = db.run("widget.lookup_lines", _lookup_lines,
                    {"shop_id": shop.id, "order_id": matched.id})
     body = _SHOPPER_ORDER.dump(dict(
