@@ -468,7 +468,8 @@ def finish_install_job(shop_id: int) -> str:
 
 
 def finish_job_id(shop_id: int) -> str:
-    return f"install-{shop_id}"
+    from ccms_addon.queue import shop_job_id
+    return shop_job_id(shop_id, "install")
 
 
 def schedule_finish(runtime: Runtime, shop_id: int, delay: float) -> bool:

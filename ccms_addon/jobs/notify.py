@@ -19,7 +19,7 @@ from rq import Queue
 from sqlalchemy import String, cast, literal, select
 
 from ccms_addon.outbox import OutgoingMessage, Outbox, record
-from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue
+from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue, shop_job_id
 from ccms_addon.runtime import Runtime, current
 from ccms_addon.store.models import (Merchant, Order, OutboundMessage, Shop, ShopStatus,
                                      VocChannel, VocEvent, VocItem, utcnow)
@@ -48,8 +48,8 @@ def message_key(voc_item_id: int) -> str:
     return f"voc-created:{voc_item_id}:merchant"
 
 
-def notification_job_id(voc_item_id: int) -> str:
-    return f"notify-voc-{voc_item_id}"
+def notification_job_id(shop_id: int, voc_item_id: int) -> str:
+    return shop_job_id(shop_id, f"notify-voc-{voc_item_id}")
 
 
 def smtp_configured(runtime: Runtime) -> bool:
@@ -157,18 +157,26 @@ class MerchantNotifier:
 # --------------------------------------------------------------------------------------------------
 
 
-def enqueue_merchant_notification(runtime: Runtime, voc_item_id: int) -> None:
-    """Queue the job (deterministic id). Raises what Redis raises: the caller decides (the sweep
-    covers a job that could not be queued)."""
+def enqueue_merchant_notification(runtime: Runtime, voc_item_id: int, *,
+                                  shop_id: int | None = None) -> None:
+    """Queue the job (deterministic id, in the item's shop's namespace). Raises what Redis raises:
+    the caller decides (the sweep covers a job that could not be queued). A caller that does not
+    pass the item's ``shop_id`` costs one primary-key read."""
+    if shop_id is None:
+        with runtime.db.engine.connect() as conn:
+            shop_id = conn.scalar(select(VocItem.shop_id).where(VocItem.id == voc_item_id))
+        if shop_id is None:
+            return  # no such item: nothing to tell
     queue(NOTIFICATIONS_QUEUE, runtime.redis, runtime.settings).enqueue_call(
-        NOTIFY_MERCHANT, args=(voc_item_id,), job_id=notification_job_id(voc_item_id),
+        NOTIFY_MERCHANT, args=(voc_item_id,), job_id=notification_job_id(shop_id, voc_item_id),
         result_ttl=RESULT_TTL, timeout=JOB_TIMEOUT)
 
 
-def notify_merchant_soon(runtime: Runtime, voc_item_id: int) -> None:
+def notify_merchant_soon(runtime: Runtime, voc_item_id: int, *,
+                         shop_id: int | None = None) -> None:
     """Queue the merchant's notification; with Redis down, leave it to :func:`sweep_unnotified`."""
     try:
-        enqueue_merchant_notification(runtime, voc_item_id)
+        enqueue_merchant_notification(runtime, voc_item_id, shop_id=shop_id)
     except Exception:  # noqa: BLE001
         log.warning("could not queue the notification of VOC item %s; the sweep will",
                     voc_item_id)
@@ -188,8 +196,8 @@ def sweep_unnotified(runtime: Runtime, *, now=None, limit: int = SWEEP_BATCH) ->
     key_of_item = literal("voc-created:") + cast(VocItem.id, String) + literal(":merchant")
     messages = OutboundMessage.__table__
     with runtime.db.engine.connect() as conn:
-        ids = list(conn.scalars(
-            select(VocItem.id)
+        rows = conn.execute(
+            select(VocItem.shop_id, VocItem.id)
             .join(Shop, Shop.id == VocItem.shop_id)
             .join(Merchant, Merchant.id == Shop.merchant_id)
             .outerjoin(messages, messages.c.idempotency_key == key_of_item)
@@ -198,11 +206,13 @@ def sweep_unnotified(runtime: Runtime, *, now=None, limit: int = SWEEP_BATCH) ->
                    Merchant.email.is_not(None), Merchant.email != "",
                    VocItem.created_at <= now - SWEEP_GRACE,
                    VocItem.created_at >= now - SWEEP_WINDOW)
-            .order_by(VocItem.id).limit(limit)))
-    if not ids:
+            .order_by(VocItem.id).limit(limit)).all()
+    if not rows:
         return 0
     q: Queue = queue(NOTIFICATIONS_QUEUE, runtime.redis, runtime.settings)
-    q.enqueue_many([Queue.prepare_data(NOTIFY_MERCHANT, args=(i,), job_id=notification_job_id(i),
-                                       result_ttl=RESULT_TTL, timeout=JOB_TIMEOUT) for i in ids])
-    log.info("notification sweep enqueued %d job(s)", len(ids))
-    return len(ids)
+    q.enqueue_many([Queue.prepare_data(NOTIFY_MERCHANT, args=(i,),
+                                       job_id=notification_job_id(shop_id, i),
+                                       result_ttl=RESULT_TTL, timeout=JOB_TIMEOUT)
+                    for shop_id, i in rows])
+    log.info("notification sweep enqueued %d job(s)", len(rows))
+    return len(rows)

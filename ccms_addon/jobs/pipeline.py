@@ -7,6 +7,10 @@ the dispatcher's sweep runs it again; a job run twice finds the row final and do
 delivery with VOC items to record is marked final only after they are (each is recorded once, by a
 marker: :mod:`ccms_addon.voc.platform_intake`), so a job killed in between records them on its
 next run and never twice.
+
+A shop that leaves (``shop/redact``, an uninstall) also leaves Redis: once the store's change is
+committed, its queued and scheduled jobs and its keys are removed
+(:func:`ccms_addon.queue.forget_shop`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ccms_addon.platforms import (AppUninstalled, CustomerChanged, CustomerDataR
                                   OrdersNeedFetch, PayloadInvalidError, PlatformAdapter,
                                   PlatformError, PlatformUnavailableError, RefundCreated,
                                   ShopContext, ShopRedactRequested, UnknownTopicError)
+from ccms_addon.queue import forget_shop
 from ccms_addon.runtime import Runtime, current
 from ccms_addon.store import privacy, repository
 from ccms_addon.store.models import DeliveryStatus, Shop, WebhookDelivery, utcnow
@@ -51,6 +56,8 @@ class Outcome:
     fetch_customers: list[str] = field(default_factory=list)
     #: VOC items to record once the orders are stored
     voices: list[platform_intake.PlatformVoice] = field(default_factory=list)
+    #: the shop was redacted or uninstalled: its jobs and keys leave Redis after the commit
+    departed: bool = False
 
 
 def process_delivery(delivery_id: int) -> str:
@@ -86,6 +93,8 @@ class DeliveryProcessor:
                                                             outcome.fetch_customers) else None
             if context is None and not outcome.voices:
                 self._finish(delivery, DeliveryStatus.PROCESSED)
+        if outcome.departed:
+            self._forget_in_redis(shop.id)
         self._broadcast(shop.id, outcome.orders)
         if context is None:
             if outcome.voices:
@@ -122,8 +131,10 @@ class DeliveryProcessor:
                                          platform_order_ids=event.platform_order_ids)
             elif isinstance(event, ShopRedactRequested):
                 privacy.redact_shop(session, shop.id, keep_delivery_id=delivery.id)
+                outcome.departed = True
             elif isinstance(event, AppUninstalled):
                 privacy.uninstall_shop(session, shop.id)
+                outcome.departed = True
         outcome.fetch_orders = list(dict.fromkeys(outcome.fetch_orders))
         outcome.fetch_customers = list(dict.fromkeys(outcome.fetch_customers))
         return outcome
@@ -208,6 +219,14 @@ class DeliveryProcessor:
         delivery.processed_at = utcnow()
         delivery.next_attempt_at = None
         return status.value
+
+    def _forget_in_redis(self, shop_id: int) -> None:
+        """Best effort: with Redis down, a job left behind runs and reads the store, where the
+        shop is uninstalled (or has no rows left), and the sweeps re-enqueue only from the store."""
+        try:
+            forget_shop(self.runtime.redis, shop_id, self.runtime.settings)
+        except Exception:  # noqa: BLE001 — the store's change is committed; that is what counts
+            log.exception("shop %s left, but its jobs could not be removed from redis", shop_id)
 
     def _broadcast(self, shop_id: int, changes: list[repository.OrderChange]) -> None:
         for change in changes:

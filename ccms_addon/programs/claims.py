@@ -29,7 +29,7 @@ from ccms_addon.programs import templates
 from ccms_addon.programs.schedule import add_months
 from ccms_addon.programs.collections import covered_products, named_collections
 from ccms_addon.programs.enrollment import line_covered
-from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue
+from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue, shop_job_id
 from ccms_addon.runtime import Runtime, current
 from ccms_addon.store.models import (Claim, ClaimStatus, Enrollment, EnrollmentStatus, Order,
                                      OrderLine, Program, ProgramKind, ProgramVersion, Shop,
@@ -223,9 +223,9 @@ def submit_claim(runtime: Runtime, shop_id: int, request: ClaimRequest) -> tuple
         ack_promise_hours=ack_hours,
         event_data={"claim": assessment.as_json(), "event": request.event}, attach=attach))
     claim = claim_holder[0]
-    notify_merchant_soon(runtime, item.id)
+    notify_merchant_soon(runtime, item.id, shop_id=item.shop_id)
     if request.contact_email:
-        _deliver_soon(runtime, [f"claim:{claim.id}:received"])
+        _deliver_soon(runtime, shop_id, [f"claim:{claim.id}:received"])
     return item, claim
 
 
@@ -244,11 +244,11 @@ def _shopper_message(runtime: Runtime, shop: Shop, claim: Claim, reference: str,
                            data={"purpose": "transactional", "claim_reference": reference})
 
 
-def _deliver_soon(runtime: Runtime, keys: list[str]) -> None:
+def _deliver_soon(runtime: Runtime, shop_id: int, keys: list[str]) -> None:
     """Hand messages to RQ; if Redis is down the outbox sweep sends them later."""
     from ccms_addon.outbox import enqueue
     try:
-        enqueue(runtime, keys)
+        enqueue(runtime, keys, shop_id=shop_id)
     except Exception:  # noqa: BLE001
         log.warning("could not enqueue %s; the outbox sweep will", keys)
 
@@ -297,17 +297,21 @@ def decide(runtime: Runtime, shop_id: int, claim_id: int, *, approve: bool, acto
                 order.number if order else "", item.contact_name, item.contact_email,
                 item.locale, "claim_rejected", key=key, note=note))
     if approve:
-        enqueue_settlement(runtime, claim.id)
+        enqueue_settlement(runtime, shop_id, claim.id)
     elif key:
-        _deliver_soon(runtime, [key])
+        _deliver_soon(runtime, shop_id, [key])
     return claim
 
 
-def enqueue_settlement(runtime: Runtime, claim_id: int, attempt: int = 0) -> None:
+def settlement_job_id(shop_id: int, claim_id: int, attempt: int = 0) -> str:
+    return shop_job_id(shop_id, f"settle-claim-{claim_id}"
+                                + (f"-retry-{attempt}" if attempt else ""))
+
+
+def enqueue_settlement(runtime: Runtime, shop_id: int, claim_id: int, attempt: int = 0) -> None:
     try:
         queue(NOTIFICATIONS_QUEUE, runtime.redis, runtime.settings).enqueue_call(
-            SETTLE_CLAIM, args=(claim_id,),
-            job_id=f"settle-claim-{claim_id}" + (f"-retry-{attempt}" if attempt else ""),
+            SETTLE_CLAIM, args=(claim_id,), job_id=settlement_job_id(shop_id, claim_id, attempt),
             result_ttl=RESULT_TTL, timeout=JOB_TIMEOUT)
     except Exception:  # noqa: BLE001 — the sweep finds approved claims that are due
         log.warning("could not enqueue the settlement of claim %s; the sweep will", claim_id)
@@ -408,10 +412,12 @@ class Settlement:
                                           RETRY_MAX_SECONDS))
             claim.attempts, claim.error = attempts, error[:2000]
             claim.next_attempt_at = utcnow() + delay
+            shop_id = claim.shop_id
         log.info("settlement of claim %s deferred %s: %s", claim_id, delay, error)
         try:
             queue(NOTIFICATIONS_QUEUE, self.runtime.redis, self.runtime.settings).enqueue_in(
-                delay, SETTLE_CLAIM, claim_id, job_id=f"settle-claim-{claim_id}-retry-{attempts}",
+                delay, SETTLE_CLAIM, claim_id,
+                job_id=settlement_job_id(shop_id, claim_id, attempts),
                 result_ttl=RESULT_TTL, job_timeout=JOB_TIMEOUT)
         except Exception:  # noqa: BLE001
             log.warning("could not schedule the retry of claim %s; the sweep will", claim_id)
@@ -437,14 +443,15 @@ def sweep_due_settlements(runtime: Runtime, *, now: datetime | None = None) -> i
     """Re-enqueue approved claims whose settlement job is due and may have been lost."""
     now = now or utcnow()
     with runtime.db.session() as session:
-        ids = list(session.scalars(
-            select(Claim.id).where(Claim.status == ClaimStatus.APPROVED,
-                                   or_(Claim.next_attempt_at.is_(None),
-                                       Claim.next_attempt_at <= now - SETTLEMENT_LEASE))
-            .limit(200)))
-        if ids:
-            session.execute(update(Claim).where(Claim.id.in_(ids))
+        due = session.execute(
+            select(Claim.shop_id, Claim.id).where(Claim.status == ClaimStatus.APPROVED,
+                                                  or_(Claim.next_attempt_at.is_(None),
+                                                      Claim.next_attempt_at
+                                                      <= now - SETTLEMENT_LEASE))
+            .limit(200)).all()
+        if due:
+            session.execute(update(Claim).where(Claim.id.in_([r.id for r in due]))
                             .values(next_attempt_at=now))
-    for claim_id in ids:
-        enqueue_settlement(runtime, claim_id)
-    return len(ids)
+    for shop_id, claim_id in due:
+        enqueue_settlement(runtime, shop_id, claim_id)
+    return len(due)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from ccms_addon.platforms import (CollectionNotFoundError, PlatformError,
                                   PlatformUnavailableError)
-from ccms_addon.queue import DELIVERIES_QUEUE, jobs_in_flight, queue
+from ccms_addon.queue import DELIVERIES_QUEUE, jobs_in_flight, queue, shop_job_id
 from ccms_addon.store.models import (CollectionMember, Program, ProductCollection, ProgramStatus,
                                      ProgramVersion, Shop, ShopStatus, utcnow)
 
@@ -200,7 +200,7 @@ def program_collections(session: Session, shop_id: int) -> tuple[str, ...]:
 
 
 def refresh_job_id(shop_id: int) -> str:
-    return f"collections-{shop_id}"
+    return shop_job_id(shop_id, "collections")
 
 
 def refresh_collections(shop_id: int, collection_ids: Sequence[str] | None = None) -> str:

@@ -240,7 +240,8 @@ def _blank_delivery_bodies(session: Session, shop_id: int, needles: list[bytes],
 
 def redact_shop(session: Session, shop_id: int, keep_delivery_id: int | None = None) -> None:
     """Delete every row the shop owns; the shop row stays, uninstalled and without secrets, so a
-    later reinstall starts clean and late deliveries are still recognised."""
+    later reinstall starts clean and late deliveries are still recognised. Redis is the caller's,
+    after its commit: ``ccms_addon.queue.forget_shop`` removes the shop's jobs and keys."""
     for model in (Claim, FollowUp, Enrollment, OutboundMessage, VocEvent, VocItem, Refund,
                   OrderLine, Order, Customer, ProgramVersion, Program):
         session.execute(delete(model).where(model.shop_id == shop_id))
@@ -254,7 +255,8 @@ def redact_shop(session: Session, shop_id: int, keep_delivery_id: int | None = N
 
 def uninstall_shop(session: Session, shop_id: int) -> None:
     """The merchant removed the app: its access credentials are void and are dropped at once, and
-    no follow-up of the shop is sent any more."""
+    no follow-up of the shop is sent any more. After the commit the caller removes the shop's
+    queued jobs and keys from Redis (``ccms_addon.queue.forget_shop``)."""
     shop = session.get(Shop, shop_id)
     if shop is None:
         return

@@ -18,4 +18,4 @@ class VocHooks:
         from ccms_addon.voc.jobs import acknowledge_soon
         from ccms_addon.voc.service import acknowledged_automatically
         if acknowledged_automatically(kind, channel):
-            acknowledge_soon(self.runtime, voc_item_id)
+            acknowledge_soon(self.runtime, shop_id, voc_item_id)

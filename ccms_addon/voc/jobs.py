@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from rq import Queue
 from sqlalchemy import and_, or_, select
 
-from ccms_addon.queue import NOTIFICATIONS_QUEUE, jobs_in_flight, queue
+from ccms_addon.queue import NOTIFICATIONS_QUEUE, jobs_in_flight, queue, shop_job_id
 from ccms_addon.runtime import Runtime
 from ccms_addon.store.models import Shop, ShopStatus, VocItem, VocStatus, utcnow
 from ccms_addon.voc.settings import voc_settings
@@ -36,8 +36,8 @@ RESULT_TTL = 3600
 JOB_TIMEOUT = 120
 
 
-def acknowledge_job_id(voc_item_id: int) -> str:
-    return f"voc-ack-{voc_item_id}"
+def acknowledge_job_id(shop_id: int, voc_item_id: int) -> str:
+    return shop_job_id(shop_id, f"voc-ack-{voc_item_id}")
 
 
 def acknowledge_item(voc_item_id: int) -> bool:
@@ -47,18 +47,20 @@ def acknowledge_item(voc_item_id: int) -> bool:
     return VocDesk(current()).auto_acknowledge(voc_item_id)
 
 
-def enqueue_acknowledgements(runtime: Runtime, voc_item_ids: Iterable[int]) -> None:
-    """Queue one job per item, deterministic ids, one Redis pipeline. Raises what Redis raises."""
+def enqueue_acknowledgements(runtime: Runtime, items: Iterable[tuple[int, int]]) -> None:
+    """Queue one job per ``(shop id, item id)``, deterministic ids, one Redis pipeline. Raises
+    what Redis raises."""
     q: Queue = queue(NOTIFICATIONS_QUEUE, runtime.redis, runtime.settings)
-    q.enqueue_many([Queue.prepare_data(ACKNOWLEDGE_ITEM, args=(i,), job_id=acknowledge_job_id(i),
+    q.enqueue_many([Queue.prepare_data(ACKNOWLEDGE_ITEM, args=(i,),
+                                       job_id=acknowledge_job_id(shop_id, i),
                                        result_ttl=RESULT_TTL, timeout=JOB_TIMEOUT)
-                    for i in voc_item_ids])
+                    for shop_id, i in items])
 
 
-def acknowledge_soon(runtime: Runtime, voc_item_id: int) -> None:
+def acknowledge_soon(runtime: Runtime, shop_id: int, voc_item_id: int) -> None:
     """Queue the acknowledgement; with Redis down, leave it to :func:`sweep_unacknowledged`."""
     try:
-        enqueue_acknowledgements(runtime, [voc_item_id])
+        enqueue_acknowledgements(runtime, [(shop_id, voc_item_id)])
     except Exception:  # noqa: BLE001 — the item is stored; the sweep queues the job later
         log.warning("could not queue the acknowledgement of VOC item %s; the sweep will",
                     voc_item_id)
@@ -82,7 +84,7 @@ def sweep_unacknowledged(runtime: Runtime, *, now: datetime | None = None) -> in
                       if channel.reply_notifier not in (None, "email")]
     reachable = or_(VocItem.contact_email.is_not(None),
                     and_(VocItem.channel.in_(phone_channels), VocItem.contact_phone.is_not(None)))
-    wanted: list[int] = []
+    wanted: list[tuple[int, int]] = []
     auto_by_shop: dict[int, bool] = {}
     last_id = 0
     with runtime.db.engine.connect() as conn:
@@ -105,12 +107,12 @@ def sweep_unacknowledged(runtime: Runtime, *, now: datetime | None = None) -> in
                 for shop_id, settings in conn.execute(
                         select(Shop.id, Shop.settings).where(Shop.id.in_(unknown))):
                     auto_by_shop[shop_id] = voc_settings(settings)["auto_acknowledge"]
-            wanted += [row.id for row in rows
+            wanted += [(row.shop_id, row.id) for row in rows
                        if auto_by_shop[row.shop_id] and desk.reply_route(row)[0] is not None]
     if not wanted:
         return 0
-    in_flight = jobs_in_flight(runtime.redis, [acknowledge_job_id(i) for i in wanted])
-    lost = [i for i in wanted if acknowledge_job_id(i) not in in_flight]
+    in_flight = jobs_in_flight(runtime.redis, [acknowledge_job_id(*w) for w in wanted])
+    lost = [w for w in wanted if acknowledge_job_id(*w) not in in_flight]
     if lost:
         enqueue_acknowledgements(runtime, lost)
         log.info("acknowledgement sweep enqueued %d job(s)", len(lost))

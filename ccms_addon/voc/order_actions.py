@@ -39,7 +39,7 @@ from ccms_addon.money import minor_units, quantize
 from ccms_addon.platforms import (FinancialStatus, FulfillmentStatus, OrderActionRequest,
                                   PlatformError, PlatformUnavailableError, ReturnLine,
                                   SettlementRequest)
-from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue
+from ccms_addon.queue import NOTIFICATIONS_QUEUE, queue, shop_job_id
 from ccms_addon.runtime import Runtime, current
 from ccms_addon.store.models import (Claim, ClaimStatus, Order, OrderLine, Refund, Shop,
                                      ShopStatus, VocEvent, VocItem, VocStatus, utcnow)
@@ -117,6 +117,11 @@ _PARAMS_SCHEMA = OrderActionParamsSchema()
 def action_reference(item_reference: str, sequence: int) -> str:
     """``VOC-2026-000123`` and 2 → ``VOC-2026-000123-A2``: the n-th order action of an item."""
     return f"{item_reference}-A{sequence}"
+
+
+def order_action_job_id(shop_id: int, event_id: int, attempt: int = 0) -> str:
+    return shop_job_id(shop_id, f"order-action-{event_id}"
+                                + (f"-retry-{attempt}" if attempt else ""))
 
 
 def run_order_action(event_id: int) -> str:
@@ -222,11 +227,12 @@ class OrderActions:
             event = advance(session, item, REQUESTED, actor, to=to,
                             note=plan["reason"] or None, data=data)
             session.flush()
-        self._enqueue(event.id)
+        self._enqueue(order.shop_id, event.id)
         return event
 
-    def _enqueue(self, event_id: int, attempt: int = 0, delay: timedelta | None = None) -> None:
-        job_id = f"order-action-{event_id}" + (f"-retry-{attempt}" if attempt else "")
+    def _enqueue(self, shop_id: int, event_id: int, attempt: int = 0,
+                 delay: timedelta | None = None) -> None:
+        job_id = order_action_job_id(shop_id, event_id, attempt)
         try:
             jobs = queue(NOTIFICATIONS_QUEUE, self.runtime.redis, self.runtime.settings)
             if delay is None:
@@ -352,7 +358,7 @@ class OrderActions:
         if not self._settle(claimed, job, None):
             return "raced"
         log.info("order action %s deferred %s: %s", claimed.data["reference"], delay, error)
-        self._enqueue(claimed.event_id, attempts, delay)
+        self._enqueue(claimed.shop_id, claimed.event_id, attempts, delay)
         return "retrying"
 
 
@@ -368,7 +374,7 @@ def sweep_order_actions(runtime: Runtime, *, now: datetime | None = None) -> int
     Returns how many were enqueued."""
     now = now or utcnow()
     actions = OrderActions(runtime)
-    due: list[int] = []
+    due: list[tuple[int, int]] = []
     for event_id, item_id, shop_id, created_at, text in _recent_actions(runtime, now):
         data = json.loads(text)
         job = data["job"]
@@ -385,9 +391,9 @@ def sweep_order_actions(runtime: Runtime, *, now: datetime | None = None) -> int
             continue
         job = dict(job, status=QUEUED, lease_until=None, next_attempt_at=now.isoformat())
         if actions._settle(claimed, job, None):
-            due.append(event_id)
-    for event_id in due:
-        actions._enqueue(event_id)
+            due.append((shop_id, event_id))
+    for shop_id, event_id in due:
+        actions._enqueue(shop_id, event_id)
     return len(due)
 
 

@@ -359,7 +359,11 @@ def build_report_file(shop_ids: list[int], year: int, month: int, zone: str, loc
 
 def report_job_id(shop_ids: Collection[int], year: int, month: int, zone: str, locale: str,
                   fmt: str) -> str:
-    return "report-" + report_name(shop_ids, year, month, zone, locale, fmt).replace(".", "-")
+    """Namespaced by the sorted shop list (``shop-<id>-report-…`` for one shop,
+    ``shops-<id>_<id>…-report-…`` for several): the job goes when any of its shops leaves."""
+    from ccms_addon.queue import shops_job_id
+    return shops_job_id(shop_ids, "report-" + report_name(shop_ids, year, month, zone, locale,
+                                                          fmt).replace(".", "-"))
 
 
 def enqueue_report(runtime: "Runtime", shop_ids: Collection[int], year: int, month: int,

@@ -65,7 +65,7 @@ def outbound(runtime) -> list[OutboundMessage]:
 
 def test_one_email_even_when_the_job_runs_twice(runtime, shop, smtp_server):
     item = widget_item(runtime, shop.id)
-    enqueue_merchant_notification(runtime, item.id)
+    enqueue_merchant_notification(runtime, item.id, shop_id=shop.id)
     enqueue_merchant_notification(runtime, item.id)  # the same deterministic job id, queued twice
     run_worker(runtime)
     assert notify_merchant_of_voc(item.id) == "sent"  # and once more, in this process
@@ -156,7 +156,7 @@ def test_a_deferral_is_retried_later_and_sent_once(runtime, shop, smtp_server):
     [row] = outbound(runtime)
     assert row.attempts == 1 and row.next_attempt_at > utcnow() and "451" in row.error
     scheduled = queue(NOTIFICATIONS_QUEUE, runtime.redis, runtime.settings).scheduled_job_registry
-    assert delivery_job_id(message_key(item.id), 1) in scheduled.get_job_ids()
+    assert delivery_job_id(shop.id, message_key(item.id), 1) in scheduled.get_job_ids()
     smtp_server.mode = "accept"
     assert notify_merchant_of_voc(item.id) == "not_due"  # too early: nothing sent
     assert smtp_server.messages == []
@@ -233,7 +233,7 @@ def test_the_sweeps_enqueue_lost_and_due_notifications(runtime, shop, make_shop,
     q = queue(NOTIFICATIONS_QUEUE, runtime.redis, runtime.settings)
     q.empty()
     assert sweep_unnotified(runtime) == 1
-    assert q.get_job_ids() == [notification_job_id(lost.id)]
+    assert q.get_job_ids() == [notification_job_id(lost.shop_id, lost.id)]
     run_worker(runtime)
     assert len(smtp_server.messages) == 2
     assert sweep_unnotified(runtime) == 0

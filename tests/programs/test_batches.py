@@ -63,11 +63,12 @@ def test_a_lost_batch_is_handed_over_again_and_a_waiting_one_is_not(runtime, pro
     assert len(smtp_server.messages) == 2
 
 
-def test_batches_never_run_before_their_due_minute():
-    class Row:
-        def __init__(self, id, due_at):
-            self.id, self.due_at = id, due_at
+class Row:
+    def __init__(self, id, due_at, shop_id=1):
+        self.id, self.due_at, self.shop_id = id, due_at, shop_id
 
+
+def test_batches_never_run_before_their_due_minute():
     now = utcnow().replace(second=10, microsecond=0)
     rows = [Row(1, now - timedelta(minutes=3)), Row(2, now + timedelta(seconds=20)),
             Row(3, now + timedelta(seconds=40)), Row(4, now + timedelta(minutes=1, seconds=50))]
@@ -76,3 +77,12 @@ def test_batches_never_run_before_their_due_minute():
         (now, [1]), (now.replace(second=0) + timedelta(minutes=1), [2, 3]),
         (now.replace(second=0) + timedelta(minutes=2), [4])]
     assert all(run_at >= r.due_at for run_at, group in batches for r in group)
+
+
+def test_one_batch_carries_one_shops_follow_ups():
+    now = utcnow().replace(second=10, microsecond=0)
+    rows = [Row(1, now + timedelta(seconds=20), shop_id=2), Row(2, now + timedelta(seconds=30)),
+            Row(3, now + timedelta(seconds=40), shop_id=2)]
+    minute = now.replace(second=0) + timedelta(minutes=1)
+    assert [(run_at, [r.id for r in group]) for run_at, group in _batches(rows, now)] == [
+        (minute, [2]), (minute, [1, 3])]

@@ -37,7 +37,8 @@ def queued_ids(runtime) -> list[str]:
 
 def test_a_new_item_is_acknowledged_once_by_the_worker(runtime, shop, smtp_server):
     item = new_item(runtime, shop.id)
-    assert queued_ids(runtime) == [acknowledge_job_id(item.id)] == [f"voc-ack-{item.id}"]
+    assert queued_ids(runtime) == [acknowledge_job_id(shop.id, item.id)] == [
+        f"shop-{shop.id}-voc-ack-{item.id}"]
     run_worker(runtime)
     assert acknowledge_item(item.id) is False  # run again: the item has moved on, nothing sent
 
@@ -130,7 +131,7 @@ def test_a_job_lost_at_intake_is_found_by_the_sweep(runtime, settings, shop, smt
     later = utcnow() + SWEEP_GRACE + timedelta(seconds=5)
     assert sweep_unacknowledged(runtime, now=later) == 1
     assert sweep_unacknowledged(runtime, now=later) == 0  # its job is queued: not twice
-    assert Job.fetch(acknowledge_job_id(item.id), connection=runtime.redis) is not None
+    assert Job.fetch(acknowledge_job_id(shop.id, item.id), connection=runtime.redis) is not None
     run_worker(runtime)
     assert load(runtime, item.id).status is VocStatus.ACKNOWLEDGED
     assert sweep_unacknowledged(runtime, now=later) == 0
@@ -146,7 +147,7 @@ def test_the_dispatcher_runs_the_acknowledgement_sweep(runtime, shop, smtp_serve
     item = new_item(runtime, shop.id, occurred_at=utcnow() - timedelta(minutes=10))
     runtime.redis.flushdb()  # the hook's job is gone (Redis restarted)
     Dispatcher(runtime).run_once()  # (its notification sweep queues the merchant's email too)
-    assert acknowledge_job_id(item.id) in queued_ids(runtime)
+    assert acknowledge_job_id(shop.id, item.id) in queued_ids(runtime)
     run_worker(runtime)
     assert load(runtime, item.id).status is VocStatus.ACKNOWLEDGED
     assert [env.rcpt_tos for env, _ in smtp_server.messages].count([SHOPPER]) == 1
