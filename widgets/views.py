@@ -350,7 +350,7 @@ def submit_voc(widget_key: str):
         # the order number as typed, kept for the merchant whether it matched or not
         event_data={"order_number": args["order_number"].strip()} if args["order_number"] else None))
     try:
-        enqueue_merchant_notification(runtime, item.id)
+        enqueue_merchant_notification(runtime, item.id, shop_id=item.shop_id)
     except Exception:  # noqa: BLE001 — the item is stored; sweep_unnotified sends it later
         log.exception("could not enqueue the merchant notification of VOC item %s", item.id)
     body = _VOC_RECEIPT.dump(dict(reference=item.reference, status=item.status.value,

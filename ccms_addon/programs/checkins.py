@@ -74,5 +74,5 @@ def record_answer(runtime: Runtime, shop_id: int, follow_up_id: int, score: int,
     with runtime.db.session() as session:
         session.execute(update(FollowUp).where(FollowUp.id == follow_up_id)
                         .values(voc_item_id=item.id))
-    notify_merchant_soon(runtime, item.id)
+    notify_merchant_soon(runtime, item.id, shop_id=item.shop_id)
     return CheckInResult(score, item.reference, True)

@@ -204,6 +204,6 @@ def _write(found: dict):
         order_id=order.id, customer_id=order.customer_id,
         event_data={"follow_up_id": found["follow_up"].id}))
     from ccms_addon.jobs.notify import notify_merchant_soon
-    notify_merchant_soon(_runtime(), item.id)
+    notify_merchant_soon(_runtime(), item.id, shop_id=item.shop_id)
     return render_template("follow_up_thanks.html", **found, heading=found["texts"]["written"],
                            note=None, reference=item.reference)
