@@ -408,9 +408,11 @@ def customer_record(customer: Mapping[str, Any]) -> CustomerRecord:
 
 def order_record(order: Mapping[str, Any]) -> OrderRecord:
     """A complete :class:`OrderRecord` from a loaded Shopify Order (webhook body or orders.json)."""
-    total = order["current_total_price"]
+    # the total as charged (with order edits), before refunds: refunds are stored apart, and what
+    # is left to refund is this less them (current_total_price has them taken off already)
+    total = order["total_price"]
     if total is None:
-        total = order["total_price"]
+        total = order["current_total_price"]
     if total is None:
         raise PayloadInvalidError("order payload invalid: total_price: Missing data for required field.")
     customer = order["customer"]

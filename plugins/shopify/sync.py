@@ -110,7 +110,7 @@ CURSOR_PREFIX = "shopify:1:"
 _ORDER_FIELDS = """
   id legacyResourceId name createdAt updatedAt processedAt cancelledAt
   email phone currencyCode customerLocale displayFinancialStatus displayFulfillmentStatus
-  currentTotalPriceSet { shopMoney { amount currencyCode } }
+  totalPriceSet { shopMoney { amount currencyCode } }
   customer { legacyResourceId firstName lastName updatedAt
              defaultEmailAddress { emailAddress } defaultPhoneNumber { phoneNumber } }
   billingAddress { name }
@@ -318,7 +318,7 @@ class ShopifyGraphQLOrderSchema(_Graph):
     customerLocale = fields.String(load_default=None, allow_none=True)
     displayFinancialStatus = fields.String(load_default=None, allow_none=True)
     displayFulfillmentStatus = fields.String(load_default=None, allow_none=True)
-    currentTotalPriceSet = MoneyBagField(required=True)
+    totalPriceSet = MoneyBagField(required=True)
     customer = fields.Nested(_Customer, load_default=None, allow_none=True)
     billingAddress = fields.Dict(load_default=None, allow_none=True)
     shippingAddress = fields.Dict(load_default=None, allow_none=True)
@@ -360,7 +360,7 @@ def order_record(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -
                 platform_customer_id=customer["legacyResourceId"], email=email, name=name,
                 phone=_text((customer["defaultPhoneNumber"] or {}).get("phoneNumber")),
                 updated_at=customer["updatedAt"])
-    total = data["currentTotalPriceSet"]["shopMoney"]["amount"]
+    total = data["totalPriceSet"]["shopMoney"]["amount"]  # before refunds, stored apart
     refunds = []
     for refund in data["refunds"]:
         money = refund["totalRefundedSet"]["presentmentMoney"] or \

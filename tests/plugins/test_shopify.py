@@ -194,7 +194,7 @@ def test_order_sample_2026_07(name: str) -> None:
     assert order.platform_order_id == ORDER_ID
     assert order.number == "#9999"
     assert order.currency == "USD"
-    assert order.total == Decimal("414.95")  # current_total_price wins over total_price 404.95
+    assert order.total == Decimal("404.95")  # total_price (before refunds), not current 414.95
     assert order.complete is True
     assert order.financial_status is FinancialStatus.VOIDED
     assert order.fulfillment_status is FulfillmentStatus.UNFULFILLED  # "fulfillment_status": null
@@ -217,16 +217,16 @@ def test_order_sample_2026_07(name: str) -> None:
 def test_order_sample_older_version() -> None:
     order = normalize_one("orders/create", read_sample("shopify", "orders-create")).order
     assert order.platform_order_id == ORDER_ID
-    assert order.total == Decimal("369.97")
+    assert order.total == Decimal("359.97")  # total_price
     assert [line.platform_line_id for line in order.lines] == [
         "487817672276298554", "976318377106520349", "315789986012684393"]
     assert order.lines[2].product_id == "788032119674292924"
 
 
-def test_order_total_falls_back_to_total_price() -> None:
+def test_order_total_falls_back_to_current_total_price() -> None:
     data = sample_json("orders-cancelled")
-    del data["current_total_price"]
-    assert normalize_one("orders/updated", dumps(data)).order.total == Decimal("404.95")
+    del data["total_price"]
+    assert normalize_one("orders/updated", dumps(data)).order.total == Decimal("414.95")
 
 
 def test_refund_sample() -> None:
@@ -447,9 +447,9 @@ def _set(key: str, value: Any):
     (_set("id", 8.209829119461545e17), "id"),  # a float id lost its digits
     (_set("id", True), "id"),
     (_set("currency", "usd"), "currency"),
-    (_set("current_total_price", "4O4.95"), "current_total_price"),
-    (_set("current_total_price", "NaN"), "current_total_price"),
-    (_set("current_total_price", "1e999999"), "current_total_price"),
+    (_set("total_price", "4O4.95"), "total_price"),
+    (_set("total_price", "NaN"), "total_price"),
+    (_set("total_price", "1e999999"), "total_price"),
     (_set("line_items", {"id": 1}), "line_items"),
     (lambda d: d["line_items"][0].__setitem__("price", None), "line_items.0.price"),
     (lambda d: d["line_items"][1].__setitem__("quantity", "1"), "line_items.1.quantity"),
@@ -573,7 +573,7 @@ def test_fetch_orders(shopify_server: ShopifyAdminServer) -> None:
     orders = adapter.fetch_orders(shop_for(shopify_server), [ORDER_ID, "1", "not-an-id"])
     (order,) = orders
     assert order.platform_order_id == ORDER_ID
-    assert order.total == Decimal("414.95")
+    assert order.total == Decimal("404.95")  # total_price
     assert len(order.lines) == 5 and order.customer.email == "john@example.com"
 
     (call,) = shopify_server.requests

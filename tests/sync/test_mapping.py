@@ -52,7 +52,7 @@ def test_graphql_statuses():
 
 @pytest.mark.parametrize("broken", [
     {"legacyResourceId": "not-a-number"},
-    {"currentTotalPriceSet": {"shopMoney": {"amount": "1.2.3"}}},
+    {"totalPriceSet": {"shopMoney": {"amount": "1.2.3"}}},
     {"updatedAt": "yesterday"},
 ])
 def test_an_unexpected_graphql_order_is_an_outage_not_a_crash(broken):
