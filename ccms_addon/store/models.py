@@ -713,3 +713,37 @@ class Claim(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RepurchaseRollup(Base):
+    """The board's repurchase figure of one shop for one cohort, kept so that it is computed once
+    an hour at most (migration 0007; ``voc.metrics.board_repurchase``). The cohort's bounds move
+    at the board's local midnight, so a new day never reads an old row; a row older than
+    ``metrics.REPURCHASE_ROLLUP_MAX_AGE`` is computed again. Deleted with its shop."""
+
+    __tablename__ = "repurchase_rollups"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    cohort_from: Mapped[datetime] = mapped_column(primary_key=True)
+    cohort_to: Mapped[datetime] = mapped_column(primary_key=True)
+    window_days: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resolved_customers: Mapped[int] = mapped_column(Integer)
+    resolved_repurchased: Mapped[int] = mapped_column(Integer)
+    never_customers: Mapped[int] = mapped_column(Integer)
+    never_repurchased: Mapped[int] = mapped_column(Integer)
+    computed_at: Mapped[datetime]
+
+
+# Migration 0007's indexes of voc_items, PostgreSQL only: the board's series and top lists from the
+# index alone (SQLite has no INCLUDE and reads ix_voc_items_shop_created), and the inbox's
+# two-character search (the migration creates the function with it).
+from sqlalchemy import func as _func  # noqa: E402 — beside the one index that needs it
+
+Index("ix_voc_items_board", VocItem.shop_id, VocItem.created_at, postgresql_using="btree",
+      postgresql_include=["kind", "category", "product_ref", "satisfaction",
+                          "satisfaction_requested_at", "acknowledged_at", "responded_at",
+                          "closed_at"]).ddl_if(dialect="postgresql")
+Index("ix_voc_items_bigrams",
+      _func.ccms_bigrams(VocItem.shop_id, VocItem.subject, VocItem.body, VocItem.contact_name),
+      postgresql_using="gin").ddl_if(dialect="postgresql")

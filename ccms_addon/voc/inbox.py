@@ -12,8 +12,11 @@ import binascii
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Select, and_, func, literal_column, or_, select, text
+from sqlalchemy import (BigInteger, Select, Text, and_, any_, func, literal, literal_column, or_,
+                        select, text)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ccms_addon.store.models import Order, Shop, VocItem, VocStatus, utcnow
@@ -24,6 +27,10 @@ MAX_LIMIT = 200
 #: the inbox counts this many items at most (``count_items(..., limit=COUNT_LIMIT)``); beyond,
 #: "1,000+": an exact total costs a read of every matching item (see bench/dashboard.py)
 COUNT_LIMIT = 1000
+#: a two-character search tests the items holding its pair (found through the bigram index)
+#: when they are at most this many; more, and its newest page fills by time order at once, and
+#: the first ``COUNT_LIMIT + 1`` holders settle a capped count
+PAIR_CANDIDATES = COUNT_LIMIT
 
 
 class BadCursor(ValueError):
@@ -73,8 +80,11 @@ def decode_cursor(cursor: str) -> tuple[datetime | None, int]:
         raise BadCursor("Invalid cursor.") from None
 
 
-def _filtered(session: Session, shop_ids: Collection[int], f: InboxFilter,
-              now: datetime) -> Select:
+def _filtered(session: Session, shop_ids: Collection[int], f: InboxFilter, now: datetime, *,
+              some_holders: bool = False) -> tuple[Select, bool]:
+    """The filter's query, and whether it selects every matching item. ``some_holders``: for a
+    two-character term whose pair more than ``PAIR_CANDIDATES`` items hold, test the first
+    ``PAIR_CANDIDATES + 1`` of them only (the query then selects some of the items: False)."""
     ids = [f.shop_id] if f.shop_id is not None and f.shop_id in shop_ids else list(shop_ids)
     query = select(VocItem).where(VocItem.shop_id.in_(ids) if len(ids) != 1
                                   else VocItem.shop_id == ids[0])
@@ -100,6 +110,7 @@ def _filtered(session: Session, shop_ids: Collection[int], f: InboxFilter,
         query = query.where(VocItem.created_at >= f.created_from)
     if f.created_to:
         query = query.where(VocItem.created_at < f.created_to)
+    complete = True
     if f.q and f.q.strip():
         term = f.q.strip()
         like = f"%{_escape_like(term)}%"
@@ -108,15 +119,79 @@ def _filtered(session: Session, shop_ids: Collection[int], f: InboxFilter,
         # 0005), where an IN (subquery) branch made the planner test every item of the shops.
         order_ids = session.scalars(select(Order.id).where(
             Order.shop_id.in_(ids), Order.number == term.lstrip("#"))).all()
+        words = or_(VocItem.subject.ilike(like, escape="\\"),
+                    VocItem.body.ilike(like, escape="\\"),
+                    VocItem.contact_name.ilike(like, escape="\\"))
+        holders = _pair_holders(session, ids, term)
+        if holders is not None and (holders.complete or some_holders):
+            words = and_(VocItem.id == any_(literal(holders.ids, ARRAY(BigInteger))), words)
+            complete = holders.complete
         query = query.where(or_(
             VocItem.reference == term.upper(),
             func.lower(VocItem.contact_email) == term.lower(),
             VocItem.contact_phone == term,
             *([VocItem.order_id.in_(order_ids)] if order_ids else []),
-            VocItem.subject.ilike(like, escape="\\"),
-            VocItem.body.ilike(like, escape="\\"),
-            VocItem.contact_name.ilike(like, escape="\\")))
-    return query
+            words))
+    return query, complete
+
+
+class _Holders(NamedTuple):
+    ids: list[int]
+    #: every item holding the pair (else the first ``PAIR_CANDIDATES + 1`` found)
+    complete: bool
+
+
+def _pair_holders(session: Session, shop_ids: list[int], term: str) -> _Holders | None:
+    """For a search of two characters, one not ASCII, on PostgreSQL: the shops' items whose
+    texts hold the term's pair — all of them when they are at most ``PAIR_CANDIDATES``. None
+    for another term (or database).
+
+    Such a term is too short for the trigram indexes (and Korean and Japanese words are often
+    two characters long): without help, its ``ILIKE``s read every item of the shops unless the
+    newest fill the page at once. The bigram index of migration 0007 (``ccms_bigrams``:
+    ``<shop>:<pair>`` for each pair of an item's lower-cased texts) finds the items holding the
+    pair; the search then tests only those with its ``ILIKE``s, so the result stays exact —
+    whatever an ``ILIKE`` accepts holds the pairs of the lower-cased term. (A term whose
+    lower-cased pairs are all ASCII has no key: the lookup returns the shops' first items,
+    not complete, and the search reads as before.)
+
+    The ids go into the search, not the index's condition: PostgreSQL would compute the
+    function again for each row it reads (~0.1 ms), and it cannot know that the key implies the
+    shop and the ``ILIKE`` (it multiplies their selectivities, then prefers the index even for
+    a common word, whose newest page fills by time order at once). Looked up once per
+    transaction (a page lists, then counts).
+
+    Not under row-level security (migration 0008, for a role held to its policies): ``&&`` is
+    not leak-proof, so PostgreSQL would compute the function for every row of the shops
+    instead of reading the index — the search reads them as before, with its ``ILIKE``s only."""
+    if len(term) != 2 or term.isascii() or session.get_bind().dialect.name != "postgresql":
+        return None
+    transaction, found_before = session.info.get("inbox.pair_holders", (None, {}))
+    if transaction is not session.get_transaction():
+        policed = session.scalar(select(func.row_security_active("voc_items")))
+        found_before = None if policed else {}
+        session.info["inbox.pair_holders"] = (session.get_transaction(), found_before)
+    if found_before is None:
+        return None
+    memo = (tuple(shop_ids), term)
+    if memo not in found_before:
+        keys = None
+        for shop_id in shop_ids:
+            mine = func.ccms_bigrams(literal(shop_id, BigInteger), literal(term, Text),
+                                     type_=ARRAY(Text))
+            keys = mine if keys is None else keys.concat(mine)
+        indexed = func.ccms_bigrams(VocItem.shop_id, VocItem.subject, VocItem.body,
+                                    VocItem.contact_name, type_=ARRAY(Text))
+        # the keys name the shops; the scope joins in only when there is no key (an OR the
+        # planner folds away when there is one: an index on shop_id would otherwise be ANDed
+        # in, reading all of a big shop's entries)
+        scope = VocItem.shop_id.in_(shop_ids) if len(shop_ids) != 1 else \
+            VocItem.shop_id == shop_ids[0]
+        found = session.scalars(select(VocItem.id).where(or_(
+            indexed.overlap(keys), and_(func.cardinality(keys) == 0, scope)))
+            .limit(PAIR_CANDIDATES + 1)).all()
+        found_before[memo] = _Holders(found, len(found) <= PAIR_CANDIDATES)
+    return found_before[memo]
 
 
 def _plan_for_values(session: Session) -> None:
@@ -143,7 +218,7 @@ def list_items(session: Session, shop_ids: Collection[int], f: InboxFilter, *,
     now = now or utcnow()
     limit = max(1, min(limit, MAX_LIMIT))
     _plan_for_values(session)
-    query = _filtered(session, shop_ids, f, now)
+    query, _ = _filtered(session, shop_ids, f, now)
     after = decode_cursor(cursor) if cursor else None
     # Each keyset condition repeats its bound on the time alone (``>=``/``<=``): the OR form
     # gives an index no range to start from, so a page would be found by skipping every row of
@@ -186,13 +261,26 @@ def count_items(session: Session, shop_ids: Collection[int], f: InboxFilter,
     """How many items the filter selects. With ``limit``, counting stops after ``limit + 1``
     items: a result above ``limit`` means "more than ``limit``" (show ``COUNT_LIMIT+``). An
     exact count reads every matching item (all 186,000 of the benchmark's biggest shop, or every
-    item a common word is in); a capped one stops once it has found ``limit + 1``."""
+    item a common word is in); a capped one stops once it has found ``limit + 1``.
+
+    A capped count of a two-character term held by many items tests the first holders of its
+    pair first (``_pair_holders``): more than ``limit`` matches among them settle it; else the
+    other items decide."""
     if not shop_ids:
         return 0
     _plan_for_values(session)
-    query = _filtered(session, shop_ids, f, now or utcnow()).order_by(None)
-    if limit is not None:
-        capped = query.with_only_columns(literal_column("1")).limit(limit + 1).subquery()
-        return session.scalar(select(func.count()).select_from(capped))
-    # count(*), not count(id): a count over an index's rows then needs no table row at all
-    return session.scalar(query.with_only_columns(func.count()))
+    now = now or utcnow()
+    query, complete = _filtered(session, shop_ids, f, now, some_holders=limit is not None)
+    if limit is None:
+        # count(*), not count(id): a count over an index's rows then needs no table row at all
+        return session.scalar(query.order_by(None).with_only_columns(func.count()))
+    found = _count_upto(session, query, limit)
+    if found <= limit and not complete:
+        found = _count_upto(session, _filtered(session, shop_ids, f, now)[0], limit)
+    return found
+
+
+def _count_upto(session: Session, query: Select, limit: int) -> int:
+    capped = (query.order_by(None).with_only_columns(literal_column("1")).limit(limit + 1)
+              .subquery())
+    return session.scalar(select(func.count()).select_from(capped))
