@@ -52,6 +52,23 @@ def db_upgrade(revision: str) -> None:
     console.print(f"[green]store at revision {revision}[/green]")
 
 
+@db.command("row-security")
+@click.argument("mode", type=click.Choice(["status", "force", "no-force"]), default="status")
+def db_row_security(mode: str) -> None:
+    """PostgreSQL row-level security (``ccms_addon.store.tenancy``): ``force`` holds the tables'
+    owner to the tenant policies too, ``no-force`` lets the owner (workers, migrations) bypass
+    them again; prints the tables that are forced."""
+    from ccms_addon.store import tenancy
+    runtime = _runtime()
+    if runtime.db.dialect != "postgresql":
+        raise click.ClickException("row-level security needs PostgreSQL; SQLite has none")
+    with runtime.db.engine.begin() as conn:
+        if mode != "status":
+            tenancy.set_force(conn, mode == "force")
+        forced = tenancy.forced_tables(conn)
+    click.echo(json.dumps({"forced": forced, "tables": len(tenancy.TENANT_TABLES)}))
+
+
 # --------------------------------------------------------------------------------------------- shops
 
 

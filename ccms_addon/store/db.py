@@ -33,6 +33,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import ClauseElement
 
+from ccms_addon.store import tenancy
+
 #: SQLite waits this long (ms) for a writer lock instead of failing with "database is locked"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -89,6 +91,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        tenancy.install(self.sessionmaker, self.engine.dialect.name)  # the RLS backstop
         self._compiled: dict[tuple[str, str], CompiledSQL] = {}
         self._forget_direct()
         _databases.add(self)
