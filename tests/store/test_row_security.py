@@ -7,9 +7,7 @@ role would (the suite's own role is a superuser, which PostgreSQL never holds to
 from __future__ import annotations
 
 import json
-import os
 from types import SimpleNamespace
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from click.testing import CliRunner
@@ -22,6 +20,7 @@ from ccms_addon.store.db import Database, make_engine
 from ccms_addon.store.models import Base, VocChannel, VocItem, VocKind
 from ccms_addon.store.tenancy import TENANT_TABLES
 from ccms_addon.voc.intake import NewVocItem, record_voc_item
+from tests.pg_roles import web_role
 
 
 @pytest.fixture
@@ -33,23 +32,8 @@ def postgres(database_url):
 
 @pytest.fixture
 def web_role_url(postgres):
-    """A login role granted DML on the tables it does not own."""
-    role = f"ccms_rls_{os.getpid()}"
-    admin = make_engine(postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
-        conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
-        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public '
-                          f'TO "{role}"'))
-        conn.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
-    parts = urlsplit(postgres)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    yield urlunsplit(parts._replace(netloc=f"{role}@{host}"))
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP OWNED BY "{role}"'))
-        conn.execute(text(f'DROP ROLE "{role}"'))
-    admin.dispose()
+    with web_role(postgres, "ccms_rls") as url:
+        yield url
 
 
 def _item(runtime, shop_id: int, body: str) -> int:

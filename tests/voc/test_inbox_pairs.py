@@ -4,16 +4,14 @@ exactly the items whose subject, body or contact name holds the term, whatever t
 
 from __future__ import annotations
 
-import os
-from urllib.parse import urlsplit, urlunsplit
-
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
-from ccms_addon.store.db import Database, make_engine
+from ccms_addon.store.db import Database
 from ccms_addon.store.models import VocItem
 from ccms_addon.voc import inbox
 from ccms_addon.voc.inbox import InboxFilter, count_items, list_items
+from tests.pg_roles import web_role
 from tests.voc.conftest import new_item
 
 
@@ -112,25 +110,14 @@ def test_under_row_level_security_the_search_reads_as_before(runtime, shop, item
     leak-proof): the pair lookup stands aside and the ILIKEs find the same items."""
     if not database_url.startswith("postgresql"):
         pytest.skip("row-level security is PostgreSQL's")
-    role = f"ccms_pairs_{os.getpid()}"
-    admin = make_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
-        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
-        conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
-        conn.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'))
-    parts = urlsplit(database_url)
-    db = Database(urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rsplit('@', 1)[-1]}")))
-    try:
-        with db.session() as s:
-            policed = s.scalar(select(func.row_security_active("voc_items")))
-            assert (inbox._pair_holders(s, [shop.id], "錆び") is None) == bool(policed)
-            rows, _ = list_items(s, [shop.id], InboxFilter(q="錆び"))
-            assert {r.item.id for r in rows} == {items["body"].id, items["subject"].id}
-            assert count_items(s, [shop.id], InboxFilter(q="錆び"), limit=1000) == 2
-    finally:
-        db.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP OWNED BY "{role}"'))
-            conn.execute(text(f'DROP ROLE "{role}"'))
-        admin.dispose()
+    with web_role(database_url, "ccms_pairs") as url:
+        db = Database(url)
+        try:
+            with db.session() as s:
+                policed = s.scalar(select(func.row_security_active("voc_items")))
+                assert (inbox._pair_holders(s, [shop.id], "錆び") is None) == bool(policed)
+                rows, _ = list_items(s, [shop.id], InboxFilter(q="錆び"))
+                assert {r.item.id for r in rows} == {items["body"].id, items["subject"].id}
+                assert count_items(s, [shop.id], InboxFilter(q="錆び"), limit=1000) == 2
+        finally:
+            db.dispose()
