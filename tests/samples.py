@@ -1,17 +1,20 @@
 """Access to the real platform samples in ../shared/platform-samples (beside the checkout).
 
-The samples are read where they are, never copied into the project: on a user's fresh clone they are
-absent and the tests that need them skip with a reason.
+The samples are read where they are, never copied into the project: ``CCMS_PLATFORM_SAMPLES`` names
+their folder when the checkout is elsewhere (CI's clean clone; .ci/run sets it), and on a user's
+fresh clone they are absent and the tests that need them skip with a reason.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLES_DIR = REPO_ROOT.parent / "shared" / "platform-samples"
+SAMPLES_DIR = Path(os.environ.get("CCMS_PLATFORM_SAMPLES")
+                   or REPO_ROOT.parent / "shared" / "platform-samples")
 
 
 def samples_available() -> bool:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
-
 import pytest
 
 from ccms_addon.platforms import CursorInvalidError, FinancialStatus, FulfillmentStatus
@@ -14,8 +12,7 @@ from ccms_addon.plugins.shopify import sync as shopify_sync
 from ccms_addon.plugins.shopify.adapter import ShopifyAdapter
 from ccms_addon.plugins.woocommerce import sync as woo_sync
 from tests.platform_servers.shopify_orders import graphql_order_from_rest
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "platform-samples" / "shopify"
+from tests.samples import read_sample
 
 
 @pytest.mark.parametrize("sample", ["orders-create", "orders-updated", "orders-paid",
@@ -23,7 +20,7 @@ SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "platform-samp
 def test_graphql_order_maps_to_the_record_its_webhook_makes(sample):
     """The backfill (GraphQL ``Order``) and the webhooks (the REST Order) must agree field for
     field, ids included, or the store would hold two versions of one order."""
-    body = (SAMPLES / f"{sample}.json").read_bytes()
+    body = read_sample("shopify", sample)
     from_webhook = ShopifyAdapter().normalize("orders/updated", body)[0].order
     node = graphql_order_from_rest(json.loads(body))
     from_listing = shopify_sync.order_record(node, node.pop("lineItems"))
@@ -36,7 +33,7 @@ def test_graphql_order_maps_to_the_record_its_webhook_makes(sample):
 
 
 def test_graphql_statuses():
-    node = graphql_order_from_rest(json.loads((SAMPLES / "orders-updated.json").read_bytes()))
+    node = graphql_order_from_rest(json.loads(read_sample("shopify", "orders-updated")))
     lines = node.pop("lineItems")
     for shown, financial in [("EXPIRED", FinancialStatus.VOIDED),
                              ("PARTIALLY_REFUNDED", FinancialStatus.PARTIALLY_REFUNDED),
@@ -57,7 +54,7 @@ def test_graphql_statuses():
 ])
 def test_an_unexpected_graphql_order_is_an_outage_not_a_crash(broken):
     from ccms_addon.platforms import PlatformUnavailableError
-    node = graphql_order_from_rest(json.loads((SAMPLES / "orders-updated.json").read_bytes()))
+    node = graphql_order_from_rest(json.loads(read_sample("shopify", "orders-updated")))
     lines = node.pop("lineItems")
     with pytest.raises(PlatformUnavailableError, match="unexpected order"):
         shopify_sync.order_record({**node, **broken}, lines)
