@@ -14,7 +14,7 @@ import atexit
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,7 +167,8 @@ def _shops_of_multi_job(job_id: str) -> set[int]:
     return {int(p) for p in listed.split("_") if p.isdigit()}
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis ``SCAN MATCH`` pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
@@ -189,7 +190,7 @@ _JOB_KEY_KINDS = ("job", "results", "executions", "execution")
 
 
 def forget_shop(connection: redis.Redis, shop_id: int, settings: Settings | None = None,
-                *, scan_count: int = 1000) -> ForgottenShop:
+                *, also_matching: Sequence[str] = (), scan_count: int = 1000) -> ForgottenShop:
     """Remove from Redis every job and key of a shop that was redacted or uninstalled.
 
     Jobs found by their ids (``shop-<id>-…``, and ``shops-…`` jobs that list the shop) on this
@@ -197,7 +198,9 @@ def forget_shop(connection: redis.Redis, shop_id: int, settings: Settings | None
     the registry of their state, with their results and executions. A job that is running (the
     redaction's own job among them) is left to finish: it reads the store, where nothing of the
     shop is left to act on. Ids left in a registry without a job, and the shop's plain keys
-    (:func:`shop_key`), are deleted too. Call it after the store's change is committed: the sweeps
+    (:func:`shop_key`), are deleted too, and the keys matching ``also_matching`` (``SCAN`` patterns
+    of keys named otherwise, e.g. the widget's per-shop rate-limit counters, keyed by widget key).
+    Call it after the store's change is committed: the sweeps
     re-enqueue only from the store, so nothing comes back.
     """
     shop_id = int(shop_id)
@@ -214,7 +217,7 @@ def forget_shop(connection: redis.Redis, shop_id: int, settings: Settings | None
     # one pass over the keyspace: rq:<kind>:shop-…, rq:<kind>:shops-…
     keys_of: dict[str, list[bytes]] = defaultdict(list)
     head = f"{RQ_KEY_PREFIX}:"
-    for key in connection.scan_iter(match=_glob_escape(head) + "*:shop*", count=scan_count):
+    for key in connection.scan_iter(match=glob_escape(head) + "*:shop*", count=scan_count):
         kind, _, rest = key.decode()[len(head):].partition(":")
         job_id = rest.split(":", 1)[0]
         if kind in _JOB_KEY_KINDS and wanted(job_id):
@@ -252,8 +255,10 @@ def forget_shop(connection: redis.Redis, shop_id: int, settings: Settings | None
                         registry.remove(job_id, pipeline=pipe)
         pipe.execute()
 
-    stray += connection.scan_iter(match=_glob_escape(shop_key(shop_id, prefix=prefix)) + ":*",
+    stray += connection.scan_iter(match=glob_escape(shop_key(shop_id, prefix=prefix)) + ":*",
                                   count=scan_count)
+    for pattern in also_matching:
+        stray += connection.scan_iter(match=pattern, count=scan_count)
     for start in range(0, len(stray), 500):
         done.keys += connection.unlink(*stray[start:start + 500])
     log.info("shop %s left: %d job(s) and %d key(s) removed from redis, %d running job(s) left",

@@ -48,6 +48,7 @@ from flask import Flask, g, request
 from redis.exceptions import NoScriptError
 
 from ccms_addon.errors import error_response
+from ccms_addon.queue import glob_escape
 from ccms_addon.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,18 @@ def parse_limits(value: str, counted_by: str) -> list[Rule]:
         rules.append(Rule(int(match.group(1)), multiple * _UNITS[match.group(3).lower()],
                           counted_by))
     return rules
+
+
+def counter_prefix(queue_prefix: str) -> str:
+    """Where the limiter's counters live: ``<prefix>ccms-widget:<endpoint>:ip|shop:<ip|widget key>``."""
+    return f"{queue_prefix}ccms-widget:"
+
+
+def shop_counters_match(queue_prefix: str, widget_key: str) -> str:
+    """A ``SCAN`` pattern of one shop's per-shop counters on every endpoint. They are keyed by
+    widget key, not shop id (they are counted before the shop is looked up), so a departing shop's
+    are found by its key (``ccms_addon.queue.forget_shop``'s ``also_matching``)."""
+    return glob_escape(counter_prefix(queue_prefix)) + "*:shop:" + glob_escape(widget_key[:64])
 
 
 def client_ip() -> str:
@@ -274,7 +287,7 @@ class WidgetLimiter:
 
     def __init__(self, runtime: Runtime, table: Mapping[str, Sequence[Rule]]):
         self.runtime = runtime
-        self.prefix = f"{runtime.settings.queue_prefix}ccms-widget:"
+        self.prefix = counter_prefix(runtime.settings.queue_prefix)
         self.table = {endpoint: _Endpoint(endpoint, rules, self.prefix)
                       for endpoint, rules in table.items() if rules}
         self._memory = _MemoryWindows()

@@ -27,6 +27,7 @@ from ccms_addon.platforms import (AppUninstalled, CustomerChanged, CustomerDataR
                                   PlatformError, PlatformUnavailableError, RefundCreated,
                                   ShopContext, ShopRedactRequested, UnknownTopicError)
 from ccms_addon.queue import forget_shop
+from ccms_addon.widgets import ratelimit
 from ccms_addon.runtime import Runtime, current
 from ccms_addon.store import privacy, repository
 from ccms_addon.store.models import DeliveryStatus, Shop, WebhookDelivery, utcnow
@@ -94,7 +95,7 @@ class DeliveryProcessor:
             if context is None and not outcome.voices:
                 self._finish(delivery, DeliveryStatus.PROCESSED)
         if outcome.departed:
-            self._forget_in_redis(shop.id)
+            self._forget_in_redis(shop)
         self._broadcast(shop.id, outcome.orders)
         if context is None:
             if outcome.voices:
@@ -220,13 +221,15 @@ class DeliveryProcessor:
         delivery.next_attempt_at = None
         return status.value
 
-    def _forget_in_redis(self, shop_id: int) -> None:
+    def _forget_in_redis(self, shop: Shop) -> None:
         """Best effort: with Redis down, a job left behind runs and reads the store, where the
         shop is uninstalled (or has no rows left), and the sweeps re-enqueue only from the store."""
+        settings = self.runtime.settings
         try:
-            forget_shop(self.runtime.redis, shop_id, self.runtime.settings)
+            forget_shop(self.runtime.redis, shop.id, settings, also_matching=[
+                ratelimit.shop_counters_match(settings.queue_prefix, shop.widget_key)])
         except Exception:  # noqa: BLE001 — the store's change is committed; that is what counts
-            log.exception("shop %s left, but its jobs could not be removed from redis", shop_id)
+            log.exception("shop %s left, but its jobs could not be removed from redis", shop.id)
 
     def _broadcast(self, shop_id: int, changes: list[repository.OrderChange]) -> None:
         for change in changes:

@@ -36,6 +36,7 @@ from ccms_addon.store.models import (FollowUp, Merchant, OutboundMessage, Progra
 from ccms_addon.voc import reports
 from ccms_addon.voc.intake import NewVocItem, record_voc_item
 from ccms_addon.voc.order_actions import OrderActions
+from ccms_addon.widgets import ratelimit
 from tests.samples import read_sample
 from tests.webhooks.test_ingress import SHOPIFY_SHOP, signed
 
@@ -193,11 +194,17 @@ def test_every_job_id_and_key_carries_its_shops_namespace(runtime, client, two_s
 
 @pytest.mark.parametrize("sample,topic,redacted", [("shop-redact", "shop/redact", True),
                                                    ("app-uninstalled", "app/uninstalled", False)])
-def test_a_departing_shop_takes_exactly_its_jobs_and_keys_along(runtime, client, two_shops, sample,
-                                                                 topic, redacted):
+def test_a_departing_shop_takes_exactly_its_jobs_and_keys_along(runtime, app, client, two_shops,
+                                                                 sample, topic, redacted):
     a, b = two_shops
     queue_typical_work(runtime, client, two_shops)
     redis = runtime.redis
+    limiter = app.extensions[ratelimit.EXTENSION]  # shoppers of both shops used the widget
+    for shop in two_shops:
+        assert limiter.hit("widgets.submit_voc", shop.widget_key, "203.0.113.9") == 0
+    counters = {shop.id: limiter.keys("widgets.submit_voc", shop.widget_key, "203.0.113.9")[1]
+                for shop in two_shops}
+    assert all(redis.exists(key) for key in counters.values())
     redis.set(shop_key(a.id, "probe"), 1)
     redis.set(shop_key(b.id, "probe"), 1)
     redis.set(shop_key(a.id, "probe", prefix="another-deployment:"), 1)
@@ -228,6 +235,7 @@ def test_a_departing_shop_takes_exactly_its_jobs_and_keys_along(runtime, client,
     assert redis.get(shop_key(a.id, "probe")) is None
     assert redis.get(shop_key(b.id, "probe")) == b"1"
     assert redis.get(shop_key(a.id, "probe", prefix="another-deployment:")) == b"1"
+    assert not redis.exists(counters[a.id]) and redis.exists(counters[b.id])
 
     if redacted:  # nothing of the shop is left in the store: the sweeps bring nothing back
         dispatcher = Dispatcher(runtime)
