@@ -62,24 +62,48 @@ class Chart:
     baseline: float = HEIGHT - BOTTOM
 
 
-def nice_ceiling(value: float) -> float:
-    """A round top for an axis: 1, 2, 2.5, 5 or 10 times a power of ten, at least ``value``."""
-    if value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if step * power >= value:
-            return step * power
-    return 10 * power
+@dataclass(frozen=True)
+class Axis:
+    """A value axis: its top and the distance between its ticks (both round numbers)."""
+
+    top: float
+    step: float
+
+    @property
+    def decimals(self) -> int:
+        """As few decimals as tell the ticks apart: 0.25 needs 2, 0.5 one, 5 none."""
+        return next((d for d in range(7) if abs(round(self.step, d) - self.step) < 1e-9), 6)
+
+
+#: the smallest top of an axis: finer steps would need more digits than a tick has room for
+FINEST_TOP = 0.001
+
+
+def nice_axis(maximum: float, *, whole: bool = False, intervals: int = 5) -> Axis:
+    """The axis of values up to ``maximum``: at most ``intervals`` steps of 1, 2, 2.5 or 5 times
+    a power of ten, the top a multiple of the step. ``whole``: counts, so no step below 1 and none
+    of 2.5 (a chart of one complaint is 0 and 1, not 0, 0.2, 0.5…)."""
+    maximum = float(max(maximum, FINEST_TOP)) if maximum > 0 else 1.0
+    raw = maximum / intervals
+    power = 10 ** math.floor(math.log10(raw))
+    multiples = (1, 2, 5, 10) if whole else (1, 2, 2.5, 5, 10)
+    step = next(m * power for m in multiples if m * power >= raw * (1 - 1e-9))
+    if whole:
+        step = max(1.0, float(round(step)))
+    return Axis(step * math.ceil(maximum / step - 1e-9), step)
 
 
 def _number(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() or value >= 10 else f"{value:.1f}"
+    """A value as a reader wants it: whole numbers bare, small ones with two significant digits."""
+    if float(value).is_integer() or abs(value) >= 10:
+        return f"{value:.0f}"
+    return f"{value:.2g}" if abs(value) < 1 else f"{value:.1f}"
 
 
-def _y_ticks(top: float, inner_height: float, count: int = 4) -> list[Tick]:
-    return [Tick(round(HEIGHT - BOTTOM - inner_height * i / count, 1), _number(top * i / count))
-            for i in range(count + 1)]
+def _y_ticks(axis: Axis, inner_height: float) -> list[Tick]:
+    count = round(axis.top / axis.step)
+    return [Tick(round(HEIGHT - BOTTOM - inner_height * i / count, 1),
+                 f"{axis.step * i:.{axis.decimals}f}") for i in range(count + 1)]
 
 
 def _x_ticks(labels: Sequence[str], slot: float, every: int) -> list[Tick]:
@@ -93,7 +117,8 @@ def stacked_bars(title: str, labels: Sequence[str], stacks: Mapping[str, Sequenc
     totals = [sum(values[i] for values in stacks.values()) for i in range(len(labels))]
     if not labels or not any(totals):
         return Chart(title, empty=True, legend=list(legend))
-    top = nice_ceiling(max(totals))
+    axis = nice_axis(max(totals), whole=True)
+    top = axis.top
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = inner_w / len(labels)
     rects = []
@@ -108,7 +133,7 @@ def stacked_bars(title: str, labels: Sequence[str], stacks: Mapping[str, Sequenc
                               round(slot * 0.7, 1), round(height, 1), css,
                               f"{label}: {_number(values[i])}"))
     return Chart(title, rects=rects, x_ticks=_x_ticks(labels, slot, tick_every),
-                 y_ticks=_y_ticks(top, inner_h), legend=list(legend))
+                 y_ticks=_y_ticks(axis, inner_h), legend=list(legend))
 
 
 def line_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[float | None]],
@@ -118,7 +143,8 @@ def line_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[
     present = [v for values in series.values() for v in values if v is not None]
     if not labels or not present:
         return Chart(title, empty=True, legend=list(legend))
-    top = top or nice_ceiling(max(present))
+    axis = nice_axis(top or max(present))
+    top = axis.top
     inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = inner_w / len(labels)
     legend_names = dict(legend)
@@ -139,7 +165,7 @@ def line_chart(title: str, labels: Sequence[str], series: Mapping[str, Sequence[
             segments.append(" ".join(current))
         lines.append(Line(segments, dots, css, legend_names.get(css, css)))
     return Chart(title, lines=lines, x_ticks=_x_ticks(labels, slot, tick_every),
-                 y_ticks=_y_ticks(top, inner_h), legend=list(legend))
+                 y_ticks=_y_ticks(axis, inner_h), legend=list(legend))
 
 
 def horizontal_bars(title: str, items: Sequence[tuple[str, float]], *, css: str = "bar",
@@ -150,7 +176,7 @@ def horizontal_bars(title: str, items: Sequence[tuple[str, float]], *, css: str 
     left = 180
     row = 30
     height = TOP + BOTTOM + row * len(items)
-    top = top or nice_ceiling(max(value for _, value in items))
+    top = top or nice_axis(max(value for _, value in items)).top
     inner_w = WIDTH - left - RIGHT - 40
     rects, labels = [], []
     for i, (label, value) in enumerate(items):

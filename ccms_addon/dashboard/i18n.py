@@ -1,7 +1,9 @@
 """The dashboard's words in Korean, English and Japanese, and how dates and labels are written.
 
 Catalogs are flat JSON files (``i18n/<locale>.json``: key → text with ``{field}`` placeholders),
-the same keys in each (a test holds them to that). A text is filled with ``str.format`` and
+the same keys in each (a test holds them to that). A text filled with a whole number ``count`` may
+have plural forms, ``<key>.<CLDR plural category>`` (``inbox.count.one``: "1 item"), chosen by the
+language's own rule (babel); Korean and Japanese have one form for every number. A text is filled with ``str.format`` and
 returned as a plain string: Jinja's autoescape then escapes it and anything filled into it, so a
 customer's name inside a sentence stays text.
 """
@@ -15,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale
 from babel.dates import format_datetime
 
 #: the languages of the dashboard; the first is the fallback for a missing key
@@ -46,8 +49,16 @@ class Translator:
         self._fallback = catalog(DEFAULT_LOCALE)
 
     def __call__(self, key: str, **fields: object) -> str:
+        count = fields.get("count")
+        if isinstance(count, int) and not isinstance(count, bool):
+            key_form = f"{key}.{self._plural_form(count)}"
+            if key_form in self._texts:
+                key = key_form
         text = self._texts.get(key) or self._fallback.get(key) or key
         return text.format(**fields) if fields else text
+
+    def _plural_form(self, count: int) -> str:
+        return Locale.parse(self.locale).plural_form(abs(count))
 
     def maybe(self, key: str, default: str) -> str:
         """The text of ``key`` if the catalog has one (open-ended names: event types, plugins'

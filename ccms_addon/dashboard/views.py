@@ -232,7 +232,7 @@ def login():
     throttle = auth.LoginThrottle(rt)
     wait = throttle.retry_after(data["email"], ip)
     if wait is not None:
-        response = _login_page(429, errors={"_schema": [t("login.throttled", minutes=-(-wait // 60))]},
+        response = _login_page(429, errors={"_schema": [t("login.throttled", count=-(-wait // 60))]},
                                values=request.form)
         response.headers["Retry-After"] = str(wait)
         return response

@@ -28,11 +28,24 @@ def test_the_board_shows_todays_voices_breaches_and_charts(runtime, signed_in, t
 
 
 def test_chart_geometry():
-    assert [charts.nice_ceiling(v) for v in (0, 0.7, 3, 7, 12, 260)] == [1, 1, 5, 10, 20, 500]
+    axes = [charts.nice_axis(v) for v in (0, 1e-9, 0.03, 0.7, 3, 7, 12, 260)]
+    assert [(round(a.top, 9), round(a.step, 9)) for a in axes] == [
+        (1, 0.2), (0.001, 0.0002), (0.03, 0.01), (0.8, 0.2), (3, 1), (8, 2), (12.5, 2.5),
+        (300, 100)]
+    assert axes[1].decimals == 4
+    counts = [charts.nice_axis(v, whole=True) for v in (1, 3, 7, 12)]
+    assert [(a.top, a.step) for a in counts] == [(1, 1), (3, 1), (8, 2), (15, 5)]
     chart = charts.stacked_bars("v", ["a", "b"], {"x": [2, 0], "y": [2, 5]}, [("x", "X")])
     tallest = max(r.height for r in chart.rects if r.css == "y")
-    assert len(chart.rects) == 3 and chart.y_ticks[-1].text == "5"
+    assert len(chart.rects) == 3 and [t.text for t in chart.y_ticks] == ["0", "1", "2", "3", "4", "5"]
     assert tallest == round((charts.HEIGHT - charts.TOP - charts.BOTTOM), 1)
+    one = charts.stacked_bars("v", ["a", "b"], {"x": [0, 1]}, [("x", "X")])
+    assert [t.text for t in one.y_ticks] == ["0", "1"]  # one complaint: no 0.2, 0.5 ticks
+    quick = charts.line_chart("t", ["a", "b"], {"m": [0.02, 0.03]}, [("m", "M")])
+    assert [t.text for t in quick.y_ticks] == ["0.00", "0.01", "0.02", "0.03"]
+    assert quick.lines[0].dots[0][2] == "a: 0.02"
+    stars = charts.line_chart("s", ["a"], {"m": [4.5]}, [("m", "M")], top=5)
+    assert [t.text for t in stars.y_ticks] == ["0", "1", "2", "3", "4", "5"]
     line = charts.line_chart("t", ["a", "b", "c"], {"m": [1.0, None, 3.0]}, [("m", "M")])
     assert len(line.lines[0].segments) == 2  # a day without a value breaks the line
     assert charts.line_chart("t", ["a"], {"m": [None]}, []).empty

@@ -93,13 +93,24 @@ def test_navigation_shows_what_the_role_may_open(signed_in, team):
 def test_the_catalogs_have_the_same_keys_and_every_key_used():
     catalogs = {locale: json.loads((DASHBOARD / "i18n" / f"{locale}.json").read_text("utf-8"))
                 for locale in i18n.LOCALES}
-    keys = set(catalogs["en"])
+    plural = re.compile(r"^(.+)\.(zero|one|two|few|many|other)$")
+
+    def base(key: str, catalog) -> str:  # a plural form is a language's own: ko and ja have none
+        found = plural.match(key)
+        return found.group(1) if found and found.group(1) in catalog else key
+
+    keys = {k for k in catalogs["en"] if base(k, catalogs["en"]) == k}
     for locale, catalog in catalogs.items():
-        assert set(catalog) == keys, locale
+        assert {k for k in catalog if base(k, catalog) == k} == keys, locale
         assert all(isinstance(text, str) and text.strip() for text in catalog.values()), locale
-        for key, text in catalog.items():  # the same placeholders in every language
-            assert set(re.findall(r"{(\w+)}", text)) == set(re.findall(r"{(\w+)}",
-                                                                        catalogs["en"][key])), key
+        for key, text in catalog.items():  # the same placeholders in every language and form
+            assert set(re.findall(r"{(\w+)}", text)) == set(re.findall(
+                r"{(\w+)}", catalogs["en"][base(key, catalog)])), key
+            if base(key, catalog) != key:
+                assert "count" in re.findall(r"{(\w+)}", text), key
+    en, ko = i18n.Translator("en"), i18n.Translator("ko")
+    assert [en("inbox.count", count=n) for n in (0, 1, 2)] == ["0 items", "1 item", "2 items"]
+    assert en("inbox.count", count="1,000+") == "1,000+ items" and ko("inbox.count", count=1) == "1건"
     used = set()
     sources = list(TEMPLATES.glob("*.html")) + list(DASHBOARD.glob("*.py"))
     for path in sources:
