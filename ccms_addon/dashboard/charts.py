@@ -75,8 +75,9 @@ class Axis:
         return next((d for d in range(7) if abs(round(self.step, d) - self.step) < 1e-9), 6)
 
 
-#: the smallest top of an axis: finer steps would need more digits than a tick has room for
-FINEST_TOP = 0.001
+#: the smallest top of an axis (a tenth of an hour on the timing charts): finer steps would need
+#: more digits than a tick has room for, and say nothing a reader needs
+FINEST_TOP = 0.1
 
 
 def nice_axis(maximum: float, *, whole: bool = False, intervals: int = 5) -> Axis:
@@ -97,6 +98,8 @@ def _number(value: float) -> str:
     """A value as a reader wants it: whole numbers bare, small ones with two significant digits."""
     if float(value).is_integer() or abs(value) >= 10:
         return f"{value:.0f}"
+    if abs(value) < 0.01:
+        return "<0.01" if value > 0 else "0"
     return f"{value:.2g}" if abs(value) < 1 else f"{value:.1f}"
 
 

@@ -28,11 +28,11 @@ def test_the_board_shows_todays_voices_breaches_and_charts(runtime, signed_in, t
 
 
 def test_chart_geometry():
-    axes = [charts.nice_axis(v) for v in (0, 1e-9, 0.03, 0.7, 3, 7, 12, 260)]
+    axes = [charts.nice_axis(v) for v in (0, 1e-9, 0.03, 0.35, 0.7, 3, 7, 12, 260)]
     assert [(round(a.top, 9), round(a.step, 9)) for a in axes] == [
-        (1, 0.2), (0.001, 0.0002), (0.03, 0.01), (0.8, 0.2), (3, 1), (8, 2), (12.5, 2.5),
+        (1, 0.2), (0.1, 0.02), (0.1, 0.02), (0.4, 0.1), (0.8, 0.2), (3, 1), (8, 2), (12.5, 2.5),
         (300, 100)]
-    assert axes[1].decimals == 4
+    assert axes[1].decimals == 2 and charts.Axis(0.75, 0.25).decimals == 2
     counts = [charts.nice_axis(v, whole=True) for v in (1, 3, 7, 12)]
     assert [(a.top, a.step) for a in counts] == [(1, 1), (3, 1), (8, 2), (15, 5)]
     chart = charts.stacked_bars("v", ["a", "b"], {"x": [2, 0], "y": [2, 5]}, [("x", "X")])
@@ -41,9 +41,9 @@ def test_chart_geometry():
     assert tallest == round((charts.HEIGHT - charts.TOP - charts.BOTTOM), 1)
     one = charts.stacked_bars("v", ["a", "b"], {"x": [0, 1]}, [("x", "X")])
     assert [t.text for t in one.y_ticks] == ["0", "1"]  # one complaint: no 0.2, 0.5 ticks
-    quick = charts.line_chart("t", ["a", "b"], {"m": [0.02, 0.03]}, [("m", "M")])
-    assert [t.text for t in quick.y_ticks] == ["0.00", "0.01", "0.02", "0.03"]
-    assert quick.lines[0].dots[0][2] == "a: 0.02"
+    quick = charts.line_chart("t", ["a", "b"], {"m": [0.00004, 0.03]}, [("m", "M")])
+    assert [t.text for t in quick.y_ticks] == ["0.00", "0.02", "0.04", "0.06", "0.08", "0.10"]
+    assert [d[2] for d in quick.lines[0].dots] == ["a: <0.01", "b: 0.03"]
     stars = charts.line_chart("s", ["a"], {"m": [4.5]}, [("m", "M")], top=5)
     assert [t.text for t in stars.y_ticks] == ["0", "1", "2", "3", "4", "5"]
     line = charts.line_chart("t", ["a", "b", "c"], {"m": [1.0, None, 3.0]}, [("m", "M")])
