@@ -58,7 +58,7 @@ class Translator:
         return text.format(**fields) if fields else text
 
     def _plural_form(self, count: int) -> str:
-        return Locale.parse(self.locale).plural_form(abs(count))
+        return _plural_rule(self.locale)(abs(count))
 
     def maybe(self, key: str, default: str) -> str:
         """The text of ``key`` if the catalog has one (open-ended names: event types, plugins'
@@ -70,6 +70,12 @@ class Translator:
         if moment is None:
             return ""
         return format_datetime(moment, fmt, tzinfo=_zone(zone), locale=self.locale)
+
+
+@cache
+def _plural_rule(locale: str):
+    """The language's CLDR plural rule (``1`` → ``"one"`` in English, ``"other"`` in Korean)."""
+    return Locale.parse(locale).plural_form
 
 
 def _zone(name: str | None) -> ZoneInfo:

@@ -82,17 +82,13 @@ def _demo_secrets(var_dir: Path) -> dict[str, str]:
     return values
 
 
-def _register_demo_shops(settings: Settings, woo_secret: str) -> dict[str, dict]:
+def _register_demo_shops(runtime, woo_secret: str) -> dict[str, dict]:
     """One shop per platform; an existing demo shop gets a fresh API token (tokens are shown once)."""
-    import secrets as token_source
-
     from sqlalchemy import select
 
-    from ccms_addon.crypto import token_digest
     from ccms_addon.store import repository
     from ccms_addon.store.models import Shop
 
-    runtime = build_runtime(settings)
     shops: dict[str, dict] = {}
     with runtime.db.session() as session:
         for platform, domain in DEMO_SHOPS.items():
@@ -108,11 +104,9 @@ def _register_demo_shops(settings: Settings, woo_secret: str) -> dict[str, dict]
                     settings={"widget": DEMO_WIDGETS[platform]})
                 shop, token = new.shop, new.api_token
             else:
-                token = "ccms_" + token_source.token_urlsafe(32)
-                shop.api_token_digest = token_digest(token)
+                token = repository.issue_api_token(session, shop)
             shops[platform] = {"shop_id": shop.id, "domain": domain, "widget_key": shop.widget_key,
                                "api_token": token}
-    runtime.close()
     return shops
 
 
@@ -157,9 +151,9 @@ def run_demo(host: str, port: int, console: Console) -> None:
         settings = Settings.from_env(env)
         console.print(f"[bold]store[/bold] {settings.database_url}")
         upgrade(settings.database_url)
-        shops = _register_demo_shops(settings, demo_secrets["woocommerce_webhook_secret"])
         runtime = build_runtime(settings)
         try:
+            shops = _register_demo_shops(runtime, demo_secrets["woocommerce_webhook_secret"])
             owner = seed.owner_account(runtime, shops, demo_secrets["dashboard_password"])
             command = [sys.executable, "-m", "ccms_addon.cli"]
             children.append(subprocess.Popen(
